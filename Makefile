@@ -1,0 +1,65 @@
+# shadowroute — the commands README, CI and docs share.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export SHADOWROUTE_CACHE ?= $(HOME)/.cache/shadowroute
+
+.PHONY: help venv deps build cluster-up cluster-down cluster-status lint unit e2e test demo bench crd clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## the virtualenv with the operator and dev tools
+
+deps: ## system packages (Prometheus from Debian)
+	@bash hack/install-deps.sh
+
+build: ## build the control plane binaries from Go modules (cached)
+	@bash hack/build.sh all
+
+cluster-up: venv deps build ## start the local control plane and Prometheus
+	@$(PY) hack/cluster.py up
+
+cluster-down: venv ## stop it; leaves no process and no port
+	@$(PY) hack/cluster.py down
+
+cluster-status: venv
+	@$(PY) hack/cluster.py status
+
+crd: venv ## regenerate crds/ from the pydantic models
+	@$(PY) hack/gen_crd.py
+
+lint: venv ## ruff lint + format check, CRD in sync with the models
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+PYTEST = $(PY) -m pytest -p no:cacheprovider
+define run_pytest
+	@set +e; $(PYTEST) $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
+endef
+
+unit: venv ## unit and property tests of the pure core
+	$(call run_pytest,tests/unit -q)
+
+e2e: venv deps build ## end-to-end tests against the local control plane (or $$KUBECONFIG)
+	$(call run_pytest,tests/e2e -q)
+
+test: lint unit e2e ## everything CI runs
+
+demo: venv deps build ## bring the cluster up, run the operator, drive sample rollouts
+	$(PY) hack/demo.py
+
+bench: venv deps build ## benchmarks; each prints its figures
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: cluster-down
+	rm -rf .cluster

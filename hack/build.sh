@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Build the local control plane from upstream Go modules, pinned and cached.
+#
+# Output: $SHADOWROUTE_CACHE/bin/<component>-<version> for etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok, plus the CRD files of Gateway API
+# and Istio under $SHADOWROUTE_CACHE/crds/. A second run finds every file present and
+# builds nothing.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${SHADOWROUTE_CACHE:-$HOME/.cache/shadowroute}"
+bin="$cache/bin"
+work="$cache/build"
+mkdir -p "$bin" "$work" "$cache/crds"
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+
+log() { printf '[build] %s\n' "$*" >&2; }
+
+have_all() { for f in "$@"; do [ -x "$bin/$f" ] || return 1; done; }
+
+build_kubernetes() {
+  local v="$KUBERNETES_VERSION" staging_v
+  staging_v="v0.${v#v1.}"
+  local names=(kube-apiserver kube-controller-manager kube-scheduler)
+  if have_all "${names[@]/%/-$v}"; then log "kubernetes $v: cached"; return; fi
+  local dir="$work/kubernetes-$v"
+  mkdir -p "$dir"
+  log "kubernetes $v: resolving module (staging modules at $staging_v)"
+  local gomod
+  gomod="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  {
+    echo "module shadowroute.local/kubebuild"
+    echo
+    echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    echo "replace ("
+    # Every staging module that kubernetes replaces with ./staging/... gets its published tag.
+    grep -E '^\s+k8s\.io/[a-z0-9-]+ => \./staging/' "$gomod" | awk -v sv="$staging_v" '{print "\t" $1 " => " $1 " " sv}'
+    echo ")"
+  } > "$dir/go.mod"
+  cat > "$dir/main.go" <<'GO'
+// Package kubebuild only anchors the module that builds the Kubernetes commands.
+package kubebuild
+GO
+  local pkg=k8s.io/component-base/version cpkg=k8s.io/client-go/pkg/version
+  local minor="${v#v1.}"; minor="${minor%%.*}"
+  local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local ld="-s -w"
+  for p in $pkg $cpkg; do
+    ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+  done
+  (cd "$dir" && go mod download k8s.io/kubernetes && go get "k8s.io/kubernetes@$v" >/dev/null 2>&1 || true)
+  for n in "${names[@]}"; do
+    [ -x "$bin/$n-$v" ] && continue
+    log "kubernetes $v: building $n"
+    (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$bin/$n-$v.tmp" "k8s.io/kubernetes/cmd/$n")
+    mv "$bin/$n-$v.tmp" "$bin/$n-$v"
+  done
+}
+
+build_etcd() {
+  local v="$ETCD_VERSION"
+  if have_all "etcd-$v"; then log "etcd $v: cached"; return; fi
+  local dir="$work/etcd-$v"
+  mkdir -p "$dir"
+  printf 'module shadowroute.local/etcdbuild\n\ngo %s\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
+    "$(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')" "$v" > "$dir/go.mod"
+  printf '// Package etcdbuild only anchors the module that builds etcd.\npackage etcdbuild\n' > "$dir/main.go"
+  log "etcd $v: building"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd-$v.tmp" go.etcd.io/etcd/server/v3)
+  mv "$bin/etcd-$v.tmp" "$bin/etcd-$v"
+}
+
+build_kwok() {
+  local v="$KWOK_VERSION"
+  local stages="$cache/crds/kwok-stages-$v.yaml"
+  if [ ! -s "$stages" ]; then
+    # The "fast" stages (nodes Ready with a lease heartbeat; pods Running and Ready at
+    # once, deleted when asked), shipped in the kwok module itself.
+    local d; d="$(cd "$work" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    for f in "$d"/kustomize/stage/node/fast/node-initialize.yaml \
+             "$d"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             "$d"/kustomize/stage/pod/fast/pod-*.yaml; do
+      cat "$f"; echo "---"
+    done > "$stages.tmp"
+    mv "$stages.tmp" "$stages"
+  fi
+  if have_all "kwok-$v"; then log "kwok $v: cached"; return; fi
+  log "kwok $v: building"
+  local gobin="$work/kwok-$v"
+  mkdir -p "$gobin"
+  GOFLAGS= GOBIN="$gobin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$v"
+  mv "$gobin/kwok" "$bin/kwok-$v"
+}
+
+fetch_crds() {
+  local gw="$cache/crds/gateway-api-$GATEWAY_API_VERSION.yaml" is="$cache/crds/istio-$ISTIO_API_VERSION.yaml"
+  if [ ! -s "$gw" ]; then
+    log "gateway-api $GATEWAY_API_VERSION: fetching CRDs from the Go module"
+    local d; d="$(cd "$work" && GOFLAGS= go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    for f in "$d"/config/crd/standard/*.yaml; do cat "$f"; echo "---"; done > "$gw.tmp"
+    mv "$gw.tmp" "$gw"
+  fi
+  if [ ! -s "$is" ]; then
+    log "istio api $ISTIO_API_VERSION: fetching CRDs from the Go module"
+    local d; d="$(cd "$work" && GOFLAGS= go mod download -json "istio.io/api@$ISTIO_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    cp "$d/kubernetes/customresourcedefinitions.gen.yaml" "$is.tmp"
+    mv "$is.tmp" "$is"
+  fi
+}
+
+what="${1:-all}"
+case "$what" in
+  all) fetch_crds; build_etcd; build_kwok; build_kubernetes ;;
+  crds) fetch_crds ;;
+  etcd) build_etcd ;;
+  kwok) build_kwok ;;
+  kubernetes) build_kubernetes ;;
+  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes]" >&2; exit 2 ;;
+esac

