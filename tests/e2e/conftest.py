@@ -108,7 +108,9 @@ def namespace(kubectl: KubectlFn, request: pytest.FixtureRequest) -> Iterator[st
 def crds_installed(kubectl: KubectlFn) -> None:
     for crd in sorted((ROOT / "crds").glob("*.yaml")):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/shadowroutes.shadowroute.io")
+    kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/shadowroutes.shadowroute.io"
+    )
 
 
 def get_json(kubectl: KubectlFn, *args: str) -> dict:

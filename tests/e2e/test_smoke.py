@@ -50,9 +50,7 @@ def test_deployment_becomes_available_with_ready_pods(kubectl: KubectlFn, namesp
         },
     }
     kubectl("apply", "-f", "-", input=json.dumps(deployment))
-    kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "--timeout=90s", "deployment/web"
-    )
+    kubectl("wait", "-n", namespace, "--for=condition=Available", "--timeout=90s", "deployment/web")
 
     def ready_pods():
         pods = get_json(kubectl, "pods", "-n", namespace, "-l", "app=web")["items"]
@@ -138,15 +136,13 @@ def test_istio_crd_is_served(kubectl: KubectlFn, namespace: str) -> None:
     }
     kubectl("apply", "-f", "-", input=json.dumps(vs))
     live = get_json(kubectl, "virtualservice/checkout", "-n", namespace)
-    assert live["spec"]["http"][0]["mirrorPercentage"] == {
-        "value": 50.0
-    }
+    assert live["spec"]["http"][0]["mirrorPercentage"] == {"value": 50.0}
 
 
 class _Metrics(BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.end_headers()
@@ -160,18 +156,24 @@ def test_prometheus_scrapes_a_target_started_by_the_test(cluster: Cluster, reque
     if not cluster.prometheus or not cluster.prometheus_targets:
         pytest.skip("no Prometheus configured for this cluster")
     marker = f"smoke_{int(time.time() * 1000)}"
-    handler = type("Handler", (_Metrics,), {"body": f"shadowroute_smoke_value{{run=\"{marker}\"}} 42\n".encode()})
+    handler = type(
+        "Handler", (_Metrics,), {"body": f'shadowroute_smoke_value{{run="{marker}"}} 42\n'.encode()}
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     target_file = cluster.prometheus_targets / f"{marker}.json"
     target_file.write_text(
-        json.dumps([{"targets": [f"127.0.0.1:{server.server_address[1]}"], "labels": {"test": marker}}])
+        json.dumps(
+            [{"targets": [f"127.0.0.1:{server.server_address[1]}"], "labels": {"test": marker}}]
+        )
     )
     try:
         query = urllib.parse.urlencode({"query": f'shadowroute_smoke_value{{run="{marker}"}}'})
 
         def answered():
-            with urllib.request.urlopen(f"{cluster.prometheus}/api/v1/query?{query}", timeout=5) as r:
+            with urllib.request.urlopen(
+                f"{cluster.prometheus}/api/v1/query?{query}", timeout=5
+            ) as r:
                 result = json.load(r)["data"]["result"]
             return result and result[0]
 

@@ -23,7 +23,7 @@ _MS_PER_UNIT = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
 
 def parse_duration(text: str) -> float:
     """Seconds in a Go-style duration such as "1h30m" or "1.5s"; ValueError if malformed."""
-    if not isinstance(text, str) or len(text) > DURATION_MAX_LENGTH or not _FULL.match(text):
+    if not isinstance(text, str) or len(text) > DURATION_MAX_LENGTH or not _FULL.fullmatch(text):
         raise ValueError(
             f"invalid duration {text!r}: expected terms like 500ms, 30s, 5m, 1h30m "
             f"(units ms, s, m, h; at most {DURATION_MAX_LENGTH} characters)"

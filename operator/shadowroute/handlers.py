@@ -1,0 +1,59 @@
+"""kopf wiring only: watch events become reconcile triggers.
+
+Only event handlers are used, never kopf's change-detecting handlers: those store
+their progress in annotations and finalizers on the object, which would be writes on
+every change and would fight GitOps tools. Our progress lives in `.status`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from .api.models import GROUP, PLURAL, VERSION
+from .kube.client import Kube, load_config
+from .reconciler import reconcile
+from .render.workloads import MANAGED_BY, MANAGER, NAME_LABEL
+from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+_state: dict[str, Any] = {}
+
+
+def scheduler() -> Scheduler:
+    return _state["scheduler"]
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    load_config()
+    kube = Kube()
+    _state["kube"] = kube
+    _state["scheduler"] = Scheduler(lambda ns, name: reconcile(kube, ns, name))
+    settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
+    settings.watching.server_timeout = 300
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if "scheduler" in _state:
+        await _state["scheduler"].stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def shadowroute_event(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        scheduler().forget(namespace, name)
+        return
+    scheduler().trigger(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: MANAGER})
+@kopf.on.event("", "v1", "services", labels={MANAGED_BY: MANAGER})
+async def child_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
+    owner = labels.get(NAME_LABEL)
+    if owner:
+        scheduler().trigger(namespace, owner)

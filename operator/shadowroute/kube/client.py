@@ -1,0 +1,222 @@
+"""The only code that talks to the API server.
+
+The synchronous `kubernetes` client runs in worker threads (asyncio.to_thread), so the
+event loop is never blocked. Every write is a server-side apply under one field
+manager, or a status apply; every write is counted (`writes`), so tests and benchmarks
+can assert that an unchanged resource causes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from ..api.models import GROUP, PLURAL, VERSION
+from ..observability.metrics import API_WRITES
+
+FIELD_MANAGER = "shadowroute-operator"
+APPLY_PATCH = "application/apply-patch+yaml"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WriteCounter:
+    """API writes by kind, for tests, benchmarks and the operator's metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_kind: collections.Counter[str] = collections.Counter()
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            self.by_kind[kind] += 1
+        API_WRITES.labels(kind).inc()
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.by_kind.values())
+
+
+writes = WriteCounter()
+
+
+def load_config() -> None:
+    """In-cluster when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    """Async facade over the sync client: each call runs in a worker thread."""
+
+    def __init__(self, api_client: ApiClient | None = None) -> None:
+        self.api = api_client or ApiClient()
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_shadowroute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._run(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_children(self, namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
+        """The Deployments and Services labelled as this ShadowRoute's children."""
+        selector = f"shadowroute.io/name={name},app.kubernetes.io/managed-by=shadowroute"
+        deps, svcs = await asyncio.gather(
+            self._raw_list(f"/apis/apps/v1/namespaces/{namespace}/deployments", selector),
+            self._raw_list(f"/api/v1/namespaces/{namespace}/services", selector),
+        )
+        return {"Deployment": deps, "Service": svcs}
+
+    async def _raw_list(self, path: str, selector: str) -> list[dict[str, Any]]:
+        data = await self._run(self._call, "GET", path, query=[("labelSelector", selector)])
+        return list(data.get("items") or [])
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        """One request with the client's auth and TLS; the JSON answer, or ApiException."""
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        method, url, headers, body, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(method, url, header_params=headers, body=body)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else None
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of one object under our field manager (force: we own what
+        we create, and taking a field back from a drive-by `kubectl edit` is the point)."""
+        path = resource_path(obj)
+        result = await self._run(
+            self._call,
+            "PATCH",
+            path,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=obj,
+            content_type=APPLY_PATCH,
+        )
+        writes.add(obj["kind"])
+        return result
+
+    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Apply the whole status: fields we no longer set are removed (we own them)."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ShadowRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        await self._run(
+            self._call,
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=body,
+            content_type=APPLY_PATCH,
+        )
+        writes.add("ShadowRoute/status")
+
+    async def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record an Event on the ShadowRoute (events.k8s.io/v1). Best effort: an Event
+        that cannot be written is logged, never fatal."""
+        meta = involved["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        event = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta["namespace"],
+            },
+            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "type": type_,
+            "reason": reason,
+            "action": reason,
+            "note": message[:1024],
+            "reportingController": "shadowroute.io/operator",
+            "reportingInstance": FIELD_MANAGER,
+            "regarding": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+        }
+        try:
+            await self._run(
+                self._call,
+                "POST",
+                f"/apis/events.k8s.io/v1/namespaces/{meta['namespace']}/events",
+                body=event,
+            )
+            writes.add("Event")
+        except ApiException as exc:
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], exc.reason)
+
+
+_PATHS = {
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/{name}",
+    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{name}",
+    "VirtualService": "/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/{name}",
+}
+
+
+def resource_path(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return _PATHS[obj["kind"]].format(ns=meta["namespace"], name=meta["name"])
+
+
+def api_error_reason(exc: ApiException) -> tuple[str, str]:
+    """A CamelCase reason and a one-line message from an API error, for conditions."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    return body.get("reason") or exc.reason or "ApiError", body.get("message") or str(exc.reason)

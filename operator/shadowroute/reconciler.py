@@ -1,0 +1,129 @@
+"""One reconcile of one ShadowRoute: read, decide (pure), render (pure), write only
+what changed. The imperative shell around rollout/ and render/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from .api.models import API_VERSION, KIND, ShadowRouteSpec, ShadowRouteStatus
+from .kube.client import Kube, api_error_reason
+from .render import diff
+from .render.workloads import Owner, deployments, services
+from .rollout import conditions, from_live
+from .rollout.machine import decide, desired_revision, template_dict
+from .rollout.observe import Observation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None
+    writes: int
+
+
+def status_dict(status: ShadowRouteStatus) -> dict[str, Any]:
+    return status.to_k8s()
+
+
+async def reconcile(
+    kube: Kube, namespace: str, name: str, now: dt.datetime | None = None
+) -> Outcome:
+    body = await kube.get_shadowroute(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return Outcome(None, 0)
+    now = now or dt.datetime.now(dt.UTC)
+    meta = body["metadata"]
+    status = ShadowRouteStatus.from_body(body.get("status"))
+    try:
+        spec = ShadowRouteSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        return await _refuse(kube, body, status, exc, now)
+
+    children = await kube.list_children(namespace, name)
+    live_deps = diff.index_by_name(children["Deployment"])
+    live_svcs = diff.index_by_name(children["Service"])
+    desired = desired_revision(spec)
+    templates: dict[str, dict[str, Any]] = {}
+    for dep in children["Deployment"]:
+        found = from_live.user_template(dep)
+        if found:
+            templates.setdefault(found[0], found[1])
+    templates[desired] = template_dict(spec)
+
+    roles = from_live.workloads(name, children["Deployment"])
+    obs = Observation(
+        generation=int(meta.get("generation") or 0),
+        primary=roles["primary"],
+        canary=roles["canary"],
+        shadow=roles["shadow"],
+        gates=from_live.gates(meta.get("annotations")),
+        primary_template_known=(status.primary_revision or desired) in templates,
+    )
+    decision = decide(spec, status, obs, now)
+    new_status = decision.status
+
+    owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
+    deps, missing = deployments(owner, spec, new_status, desired, templates)
+    if missing:
+        # The template of the revision a Deployment should keep is gone (its Deployment
+        # was deleted): run the desired template there rather than nothing.
+        fallback = new_status.model_copy(
+            update={"primary_revision": desired, "canary_revision": desired}
+        )
+        more, _ = deployments(owner, spec, fallback, desired, templates)
+        deps += [d for d in more if d["metadata"]["labels"]["shadowroute.io/role"] in missing]
+    svcs = services(owner, spec, new_status)
+
+    written = 0
+    try:
+        # Routing first (a rollback moves traffic before anything scales down), then pods.
+        for obj, live in [*((s, live_svcs.get(s["metadata"]["name"])) for s in svcs),
+                          *((d, live_deps.get(d["metadata"]["name"])) for d in deps)]:  # fmt: skip
+            if diff.needs_write(obj, live):
+                await kube.apply(diff.with_applied_hash(obj))
+                written += 1
+    except ApiException as exc:
+        reason, message = api_error_reason(exc)
+        conditions.set_condition(
+            new_status, "Degraded", "True", "ApplyFailed", f"{reason}: {message}", now
+        )
+        await kube.event(body, "Warning", "ApplyFailed", f"{reason}: {message}")
+        written += 1
+
+    if status_dict(new_status) != status_dict(status):
+        await kube.apply_status(namespace, name, status_dict(new_status))
+        written += 1
+    for event in decision.events:
+        await kube.event(body, event.type, event.reason, event.message)
+        written += 1
+    return Outcome(decision.requeue_after, written)
+
+
+async def _refuse(
+    kube: Kube,
+    body: dict[str, Any],
+    status: ShadowRouteStatus,
+    exc: ValidationError,
+    now: dt.datetime,
+) -> Outcome:
+    """A spec the schema let through but the models refuse: say so, change nothing."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = f"spec.{where}: {first['msg']}"
+    new = status.model_copy(deep=True)
+    new.observed_generation = int(body["metadata"].get("generation") or 0)
+    conditions.set_condition(new, "Degraded", "True", "InvalidSpec", message, now)
+    if status_dict(new) == status_dict(status):
+        return Outcome(None, 0)
+    await kube.apply_status(
+        body["metadata"]["namespace"], body["metadata"]["name"], status_dict(new)
+    )
+    await kube.event(body, "Warning", "InvalidSpec", message)
+    return Outcome(None, 2)

@@ -1,0 +1,80 @@
+"""Status conditions from the stage, after Kubernetes API conventions: a condition's
+lastTransitionTime changes only when its status does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..api.models import ConditionStatus, ShadowRouteStatus, format_timestamp
+from .observe import Observation
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+AVAILABLE_REASON = "Available"
+
+
+def set_condition(
+    s: ShadowRouteStatus, type_: str, status: str, reason: str, message: str, now: datetime
+) -> None:
+    s.set_condition(
+        type_, ConditionStatus(status), reason, message, format_timestamp(now),
+        observed_generation=s.observed_generation,
+    )  # fmt: skip
+
+
+def update(s: ShadowRouteStatus, obs: Observation, now: datetime, paused: bool) -> None:
+    _ready(s, obs, now)
+    _progressing(s, now, paused)
+    _degraded(s, obs, now)
+
+
+def _ready(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
+    """Ready: the version that takes the live traffic is available."""
+    serving, name = (obs.canary, "canary") if s.canary_weight >= 100 else (obs.primary, "primary")
+    if serving is not None and serving.ready and serving.replicas > 0:
+        set_condition(
+            s, READY, "True", AVAILABLE_REASON,
+            f"{name} Deployment is available with revision {serving.revision}", now,
+        )  # fmt: skip
+    elif s.stage in ("", "Initializing", "Failed"):
+        set_condition(s, READY, "False", "Initializing", s.message or "waiting for primary", now)
+    else:
+        set_condition(s, READY, "False", "Unavailable", f"{name} Deployment is not available", now)
+
+
+_PROGRESS_REASONS = {
+    "Initializing": ("True", "Initializing"),
+    "Shadowing": ("True", "Shadowing"),
+    "Progressing": ("True", "CanaryProgressing"),
+    "Promoting": ("True", "Promoting"),
+    "Succeeded": ("True", "KeepingPreviousWarm"),
+    "Stable": ("False", "Stable"),
+    "Failed": ("False", "ProgressDeadlineExceeded"),
+}
+
+
+def _progressing(s: ShadowRouteStatus, now: datetime, paused: bool) -> None:
+    if s.stage == "RolledBack":
+        status, reason = "False", s.rollback_reason or "RolledBack"
+    elif s.phase == "Paused":
+        status = "Unknown"
+        reason = "WaitingForPromotion" if s.waiting_for_promotion and not paused else "Paused"
+    else:
+        status, reason = _PROGRESS_REASONS.get(s.stage or "Initializing", ("Unknown", "Unknown"))
+    set_condition(s, PROGRESSING, status, reason, s.message or "", now)
+
+
+def _degraded(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
+    if not obs.primary_template_known:
+        set_condition(
+            s, DEGRADED, "True", "StableTemplateLost",
+            "the primary Deployment that held the stable template is gone; "
+            "it is recreated from the current template", now,
+        )  # fmt: skip
+    elif s.stage == "RolledBack":
+        set_condition(s, DEGRADED, "True", s.rollback_reason or "RolledBack", s.message or "", now)
+    elif s.stage == "Failed":
+        set_condition(s, DEGRADED, "True", "ProgressDeadlineExceeded", s.message or "", now)
+    else:
+        set_condition(s, DEGRADED, "False", "AsExpected", "", now)

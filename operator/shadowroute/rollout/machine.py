@@ -1,0 +1,596 @@
+"""The life of a revision: (spec, status, observation, now) -> decision.
+
+Pure and synchronous: no I/O, no clock, no globals. Everything it needs to resume is
+in `status`, so the operator can be killed at any instant. The shell renders the
+children from the new status (render/) and applies what changed.
+
+Stages (status.stage; status.phase shows `Paused` over it while held):
+Initializing -> Stable -> [Shadowing] -> Progressing (canary steps, or the blue/green
+preview) -> Promoting -> Succeeded (new version serves from the canary Deployment
+while the old one stays warm in primary) -> Stable (primary runs the new version).
+A failed check, an abort or a progress deadline goes to RolledBack in the same call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..api.duration import parse_duration
+from ..api.models import (
+    HistoryEntry,
+    ShadowRouteSpec,
+    ShadowRouteStatus,
+    format_timestamp,
+    parse_timestamp,
+)
+from ..revision import template_revision
+from . import conditions
+from .observe import GATE_NAMES, AnalysisSignal, Health, Observation, Workload
+
+INITIALIZING = "Initializing"
+STABLE = "Stable"
+SHADOWING = "Shadowing"
+PROGRESSING = "Progressing"
+PAUSED = "Paused"
+PROMOTING = "Promoting"
+SUCCEEDED = "Succeeded"
+ROLLED_BACK = "RolledBack"
+FAILED = "Failed"
+
+ROLLOUT_STAGES = (SHADOWING, PROGRESSING, PROMOTING)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: ShadowRouteStatus
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+    """Seconds until a timer (a pause, a deadline, the warm period) may change the
+    decision even if nothing else happens; None when only an event can."""
+
+
+def timestamp(now: datetime) -> str:
+    return format_timestamp(now)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None
+
+
+def desired_revision(spec: ShadowRouteSpec) -> str:
+    return template_revision(template_dict(spec))
+
+
+def template_dict(spec: ShadowRouteSpec) -> dict[str, Any]:
+    return spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def canary_replicas(replicas: int, weight: int) -> int:
+    """Canary pods for a weight: the weight's share of the replicas, at least one."""
+    if weight <= 0:
+        return 0
+    return max(1, math.ceil(replicas * weight / 100))
+
+
+def shadow_replicas(replicas: int, mirror_percent: int) -> int:
+    return canary_replicas(replicas, mirror_percent)
+
+
+@dataclass
+class _Run:
+    """The working state of one decide() call."""
+
+    spec: ShadowRouteSpec
+    obs: Observation
+    now: datetime
+    s: ShadowRouteStatus
+    desired: str
+    events: list[Event] = field(default_factory=list)
+    timers: list[datetime] = field(default_factory=list)
+    fired: set[str] = field(default_factory=set)
+
+    @property
+    def ts(self) -> str:
+        return timestamp(self.now)
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+
+    def wake_at(self, when: datetime) -> None:
+        if when > self.now:
+            self.timers.append(when)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.spec.paused or self.s.user_paused)
+
+
+def decide(
+    spec: ShadowRouteSpec, status: ShadowRouteStatus, obs: Observation, now: datetime
+) -> Decision:
+    """The next status of a ShadowRoute, the events to emit and when to look again."""
+    run = _Run(spec, obs, now, status.model_copy(deep=True), desired_revision(spec))
+    s = run.s
+    s.observed_generation = obs.generation
+    _acknowledge_gates(run)
+
+    # Each handler may move to another stage; let the next stage act in the same call
+    # (a rollback must not wait for the next tick). Bounded: no cycle is longer.
+    for _ in range(6):
+        before = s.stage
+        _HANDLERS[s.stage or INITIALIZING](run)
+        if s.stage == before:
+            break
+
+    s.phase = PAUSED if _shows_paused(run) else (s.stage or INITIALIZING)
+    conditions.update(s, obs, run.now, run.paused)
+    requeue = min(run.timers) - now if run.timers else None
+    return Decision(
+        status=s,
+        events=tuple(run.events),
+        requeue_after=requeue.total_seconds() if requeue is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def _acknowledge_gates(run: _Run) -> None:
+    s, g = run.s, run.obs.gates
+    acked = s.gates
+    for name in GATE_NAMES:
+        token = getattr(g, name)
+        if token and token != getattr(acked, name):
+            run.fired.add(name)
+            setattr(acked, name, token)
+    if "pause" in run.fired and "resume" in run.fired:
+        # Both changed since we last looked: the later token wins.
+        run.fired.discard("resume" if g.pause > g.resume else "pause")
+    if "pause" in run.fired and not s.user_paused:
+        s.user_paused = True
+        run.event("Paused", "paused by the pause gate")
+    if "resume" in run.fired and s.user_paused:
+        s.user_paused = False
+        run.event("Resumed", "resumed by the resume gate")
+        if not s.stage_ready_at:
+            # The progress deadline does not count time spent paused.
+            s.stage_started_at = run.ts
+
+
+def _shows_paused(run: _Run) -> bool:
+    s = run.s
+    if s.stage not in ROLLOUT_STAGES:
+        return False
+    return run.paused or s.waiting_for_promotion
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+def _enter(run: _Run, stage: str, step: int = 0) -> None:
+    s = run.s
+    if s.stage != stage or s.current_step != step:
+        s.stage_started_at = run.ts
+        s.stage_ready_at = None
+    s.stage = stage
+    s.current_step = step
+    s.waiting_for_promotion = False
+
+
+def _history(run: _Run, revision: str, outcome: str, reason: str, message: str) -> None:
+    run.s.record(
+        HistoryEntry(revision=revision, outcome=outcome, reason=reason, message=message, at=run.ts)
+    )
+
+
+def _start_rollout(run: _Run, why: str) -> None:
+    s, strategy = run.s, run.spec.strategy
+    s.canary_revision = run.desired
+    s.rollout_started_at = run.ts
+    s.canary_weight = 0
+    s.mirror_percent = 0
+    s.analysis.consecutive_failures = 0
+    if strategy.shadow is not None:
+        _enter(run, SHADOWING)
+    else:
+        _enter(run, PROGRESSING, 0)
+    run.event("RolloutStarted", f"revision {run.desired} ({why}): {_stage_text(run)}")
+
+
+def _rollback(run: _Run, reason: str, message: str) -> None:
+    s = run.s
+    revision = s.canary_revision or run.desired
+    s.canary_weight = 0
+    s.mirror_percent = 0
+    s.rolled_back_revision = revision
+    s.rolled_back_at = run.ts
+    s.rollback_reason = reason
+    s.canary_revision = ""
+    _enter(run, ROLLED_BACK)
+    s.message = f"revision {revision} rolled back: {message}"
+    _history(run, revision, "RolledBack", reason, message)
+    run.event(
+        reason,
+        f"rolled back revision {revision}: {message}; all traffic on {s.stable_revision}",
+        warning=True,
+    )
+
+
+def _to_stable(run: _Run, message: str) -> None:
+    s = run.s
+    s.canary_revision = ""
+    s.canary_weight = 0
+    s.mirror_percent = 0
+    s.previous_revision = ""
+    s.promoted_at = None
+    _enter(run, STABLE)
+    s.message = message
+
+
+def _deadline_passed(run: _Run) -> bool:
+    """True when the current stage's workload has not become ready in time."""
+    s = run.s
+    if run.paused or s.stage_ready_at:
+        return False
+    started = parse_time(s.stage_started_at) or run.now
+    deadline = started + timedelta(seconds=parse_duration(run.spec.progress_deadline))
+    if run.now >= deadline:
+        return True
+    run.wake_at(deadline)
+    return False
+
+
+def _ready(w: Workload | None, revision: str, replicas: int) -> bool:
+    return w is not None and w.revision == revision and w.replicas == replicas and w.ready
+
+
+def _analysis(run: _Run) -> AnalysisSignal | None:
+    return run.obs.analysis
+
+
+def _analysis_failed(run: _Run) -> bool:
+    a = _analysis(run)
+    if a is not None and a.health is Health.FAILED:
+        _rollback(run, a.reason or "AnalysisFailed", a.message or "analysis failed")
+        return True
+    return False
+
+
+def _analysis_allows_advance(run: _Run) -> bool:
+    a = _analysis(run)
+    return a is None or a.health is Health.HEALTHY
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _initializing(run: _Run) -> None:
+    s = run.s
+    s.primary_revision = run.desired
+    if not s.stage:
+        _enter(run, INITIALIZING)
+    if _ready(run.obs.primary, run.desired, run.spec.replicas):
+        s.stable_revision = run.desired
+        s.stage_ready_at = run.ts
+        _to_stable(run, f"revision {run.desired} is available")
+        run.event(
+            "Available", f"revision {run.desired} is available on {run.spec.replicas} replicas"
+        )
+        return
+    s.message = f"waiting for revision {run.desired} to become available"
+    if s.stage == INITIALIZING and _deadline_passed(run):
+        _enter(run, FAILED)
+        s.message = f"revision {run.desired} not available within {run.spec.progress_deadline}"
+        run.event("ProgressDeadlineExceeded", s.message, warning=True)
+
+
+def _failed(run: _Run) -> None:
+    """Never became available the first time: keep trying the newest template."""
+    s = run.s
+    if s.primary_revision != run.desired:
+        s.primary_revision = run.desired
+        _enter(run, INITIALIZING)
+        return
+    if _ready(run.obs.primary, run.desired, run.spec.replicas):
+        s.stable_revision = run.desired
+        _to_stable(run, f"revision {run.desired} is available")
+        run.event("Available", f"revision {run.desired} is available")
+
+
+def _stable(run: _Run) -> None:
+    s = run.s
+    s.primary_revision = s.stable_revision
+    if run.desired == s.stable_revision:
+        s.message = f"revision {s.stable_revision} is serving"
+        return
+    if "retry" not in run.fired and _cooling_down(run):
+        return
+    _start_rollout(run, "new template")
+
+
+def _cooling_down(run: _Run) -> bool:
+    s = run.s
+    if run.desired != s.rolled_back_revision:
+        return False
+    since = parse_time(s.rolled_back_at)
+    if since is None:
+        return False
+    until = since + timedelta(seconds=parse_duration(run.spec.rollback.cooldown))
+    if run.now >= until:
+        return False
+    s.message = (
+        f"revision {run.desired} was rolled back at {s.rolled_back_at}; "
+        f"not retried before {timestamp(until)} (cooldown) unless the retry gate is used"
+    )
+    run.wake_at(until)
+    return True
+
+
+def _rolled_back(run: _Run) -> None:
+    s = run.s
+    s.primary_revision = s.stable_revision
+    if run.desired == s.stable_revision:
+        _to_stable(run, f"template reverted; revision {s.stable_revision} is serving")
+        run.event("Stable", s.message)
+        return
+    if "retry" in run.fired:
+        _start_rollout(run, "retry gate")
+        return
+    if run.desired != s.rolled_back_revision:
+        _start_rollout(run, "new template after a rollback")
+        return
+    s.message = (
+        f"revision {s.rolled_back_revision} rolled back ({s.rollback_reason}); "
+        f"revision {s.stable_revision} serves; use the retry gate or change the template"
+    )
+
+
+def _rollout_prelude(run: _Run) -> bool:
+    """What every rollout stage checks first. True when it moved to another stage."""
+    s = run.s
+    s.primary_revision = s.stable_revision
+    if run.desired != s.canary_revision:
+        old = s.canary_revision
+        if run.desired == s.stable_revision:
+            _history(
+                run,
+                old,
+                "Cancelled",
+                "TemplateReverted",
+                "the template is back at the stable revision",
+            )
+            _to_stable(run, f"rollout of {old} cancelled; revision {s.stable_revision} is serving")
+            run.event("RolloutCancelled", s.message)
+        else:
+            _history(run, old, "Superseded", "NewTemplate", f"superseded by revision {run.desired}")
+            _start_rollout(run, f"supersedes {old}")
+        return True
+    if "abort" in run.fired:
+        _rollback(run, "Aborted", "the abort gate was used")
+        return True
+    if _analysis_failed(run):
+        return True
+    if "promote" in run.fired and s.stage != PROMOTING:
+        s.mirror_percent = 0
+        _enter(run, PROMOTING)
+        run.event("PromoteRequested", "the promote gate skips the remaining stages")
+        return True
+    return False
+
+
+def _hold_or_timeout(run: _Run, what: str) -> None:
+    """The stage's workload is not ready yet: wait, or roll back past the deadline."""
+    if _deadline_passed(run):
+        _rollback(
+            run,
+            "ProgressDeadlineExceeded",
+            f"{what} not ready within {run.spec.progress_deadline}",
+        )
+    else:
+        run.s.message = f"waiting for {what} to become ready"
+
+
+def _shadowing(run: _Run) -> None:
+    if _rollout_prelude(run):
+        return
+    s, shadow = run.s, run.spec.strategy.shadow
+    if shadow is None:  # the stage was removed from the spec mid-rollout
+        _enter(run, PROGRESSING, 0)
+        return
+    want = shadow_replicas(run.spec.replicas, shadow.mirror_percent)
+    if not _ready(run.obs.shadow, run.desired, want):
+        _hold_or_timeout(run, f"shadow of revision {run.desired}")
+        return
+    s.stage_ready_at = s.stage_ready_at or run.ts
+    s.mirror_percent = shadow.mirror_percent
+    if run.paused:
+        s.message = "paused while shadowing"
+        return
+    done_at = parse_time(s.stage_ready_at) + timedelta(seconds=parse_duration(shadow.duration))
+    if run.now < done_at:
+        run.wake_at(done_at)
+        s.message = f"shadowing {shadow.mirror_percent}% of requests until {timestamp(done_at)}"
+        return
+    if not _analysis_allows_advance(run):
+        s.message = "shadow duration passed; waiting for the analysis to pass"
+        return
+    s.mirror_percent = 0
+    _enter(run, PROGRESSING, 0)
+    run.event("ShadowPassed", f"shadow of revision {run.desired} passed; {_stage_text(run)}")
+
+
+def _progressing(run: _Run) -> None:
+    if _rollout_prelude(run):
+        return
+    s, strategy = run.s, run.spec.strategy
+    s.mirror_percent = 0
+    if strategy.canary is not None:
+        steps = strategy.canary.steps
+        i = min(s.current_step, len(steps) - 1)
+        s.current_step = i
+        step = steps[i]
+        what = f"canary step {i + 1}/{len(steps)} ({step.weight}%)"
+        want = canary_replicas(run.spec.replicas, step.weight)
+        weight = step.weight
+        pause = step.pause
+        duration = pause.duration if pause is not None else None
+        waits_for_person = pause is not None and not pause.duration
+    else:
+        bg = strategy.blue_green
+        what = "blue/green preview"
+        want = run.spec.replicas
+        weight = 0
+        duration = bg.preview_duration if bg is not None else None
+        waits_for_person = duration is None
+
+    if not _ready(run.obs.canary, run.desired, want):
+        _hold_or_timeout(run, f"{what} of revision {run.desired}")
+        return
+    if not s.stage_ready_at:
+        s.stage_ready_at = run.ts
+        s.canary_weight = weight
+        run.event("StepReady", f"{what}: revision {run.desired} ready, weight {weight}%")
+    s.canary_weight = weight
+    if run.paused:
+        s.message = f"paused at {what}"
+        return
+    if duration:
+        done_at = parse_time(s.stage_ready_at) + timedelta(seconds=parse_duration(duration))
+        if run.now < done_at:
+            run.wake_at(done_at)
+            s.message = f"{what} until {timestamp(done_at)}"
+            return
+    elif waits_for_person and "resume" not in run.fired:
+        s.waiting_for_promotion = True
+        s.message = f"{what}: waiting for the resume gate (next stage) or promote gate (all)"
+        return
+    if not _analysis_allows_advance(run):
+        s.message = f"{what}: waiting for the analysis to pass"
+        return
+    if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):
+        _enter(run, PROGRESSING, s.current_step + 1)
+        run.event("StepAdvanced", _stage_text(run))
+    else:
+        _enter(run, PROMOTING)
+        run.event("Promoting", f"revision {run.desired} passed every stage; promoting")
+
+
+def _promoting(run: _Run) -> None:
+    if _rollout_prelude(run):
+        return
+    s = run.s
+    s.mirror_percent = 0
+    if not _ready(run.obs.canary, run.desired, run.spec.replicas):
+        _hold_or_timeout(run, f"revision {run.desired} at full scale")
+        return
+    s.stage_ready_at = s.stage_ready_at or run.ts
+    if run.paused:
+        s.message = "paused before the switch to the new revision"
+        return
+    previous = s.stable_revision
+    s.canary_weight = 100
+    s.previous_revision = previous
+    s.stable_revision = run.desired
+    s.promoted_at = run.ts
+    _enter(run, SUCCEEDED)
+    s.message = f"revision {run.desired} promoted; revision {previous} kept warm"
+    _history(run, run.desired, "Promoted", "Promoted", f"replaced revision {previous}")
+    run.event(
+        "Promoted",
+        f"revision {run.desired} serves all traffic; {previous} kept warm for {run.spec.keep_warm}",
+    )
+
+
+def _succeeded(run: _Run) -> None:
+    """The new revision serves from the canary Deployment; the previous one stays warm
+    in primary until the warm period ends, then primary takes the new template."""
+    s = run.s
+    warm = s.primary_revision == s.previous_revision and bool(s.previous_revision)
+    failed = _analysis(run) is not None and _analysis(run).health is Health.FAILED
+    if warm and (run.desired == s.previous_revision or "abort" in run.fired or failed):
+        if run.desired == s.previous_revision:
+            reason, message = "TemplateReverted", "the template is back at the previous revision"
+        elif "abort" in run.fired:
+            reason, message = "Aborted", "the abort gate was used in the warm period"
+        else:
+            reason = _analysis(run).reason or "AnalysisFailed"
+            message = _analysis(run).message or "analysis failed in the warm period"
+        new = s.stable_revision
+        s.stable_revision = s.previous_revision
+        s.canary_revision = new
+        if run.desired == s.stable_revision:
+            _history(run, new, "RolledBack", reason, message)
+            _to_stable(run, f"revision {new} rolled back ({message}); {s.stable_revision} serves")
+            run.event(reason, s.message, warning=True)
+        else:
+            _rollback(run, reason, message)
+        return
+    if "abort" in run.fired:
+        run.event(
+            "AbortIgnored",
+            f"revision {s.previous_revision or 'before'} is no longer running; "
+            "revert the template to roll back",
+            warning=True,
+        )
+    warm_until = (parse_time(s.promoted_at) or run.now) + timedelta(
+        seconds=parse_duration(run.spec.keep_warm)
+    )
+    newer_waits = run.desired != s.stable_revision
+    if warm and run.now < warm_until and not newer_waits:
+        run.wake_at(warm_until)
+        s.message = (
+            f"revision {s.stable_revision} serves; "
+            f"{s.previous_revision} warm until {timestamp(warm_until)}"
+        )
+        return
+    # Hand over: primary takes the new template; traffic stays on the canary until then.
+    if s.primary_revision != s.stable_revision:
+        s.primary_revision = s.stable_revision
+        s.stage_started_at = run.ts
+        s.stage_ready_at = None
+    if not _ready(run.obs.primary, s.stable_revision, run.spec.replicas):
+        if _deadline_passed(run):
+            s.message = (
+                f"primary not ready with revision {s.stable_revision}; traffic stays on the canary"
+            )
+            run.event("HandoverSlow", s.message, warning=True)
+            s.stage_started_at = run.ts  # warn again after another deadline
+        else:
+            s.message = f"primary rolling to revision {s.stable_revision}"
+        return
+    _to_stable(run, f"revision {s.stable_revision} is serving from primary")
+    run.event("Stable", s.message)
+
+
+def _stage_text(run: _Run) -> str:
+    s, strategy = run.s, run.spec.strategy
+    if s.stage == SHADOWING and strategy.shadow is not None:
+        return f"shadowing {strategy.shadow.mirror_percent}% for {strategy.shadow.duration}"
+    if s.stage == PROGRESSING and strategy.canary is not None:
+        steps = strategy.canary.steps
+        return f"canary step {s.current_step + 1}/{len(steps)} at {steps[s.current_step].weight}%"
+    if s.stage == PROGRESSING:
+        return "blue/green preview"
+    return s.stage or ""
+
+
+_HANDLERS = {
+    INITIALIZING: _initializing,
+    FAILED: _failed,
+    STABLE: _stable,
+    SHADOWING: _shadowing,
+    PROGRESSING: _progressing,
+    PROMOTING: _promoting,
+    SUCCEEDED: _succeeded,
+    ROLLED_BACK: _rolled_back,
+}

@@ -1,0 +1,71 @@
+"""What the state machine is told about the world: plain, immutable values.
+
+The shell (handlers, kube/) builds these from live objects; the core never reads the
+API server or the clock itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One child Deployment as last seen."""
+
+    revision: str
+    """The `shadowroute.io/revision` label of its pod template."""
+    replicas: int
+    """The replicas its spec asks for."""
+    ready: bool
+    """Rolled out: the controller saw the latest spec, every replica is updated and
+    available, and no old replica is left."""
+
+
+GATE_NAMES = ("promote", "abort", "pause", "resume", "retry")
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The gate annotations (`shadowroute.io/<gate>: <token>`) on the ShadowRoute.
+
+    A gate fires when its token differs from the one last acknowledged in
+    `status.gates`; the operator then records the token, so seeing the same
+    annotation again does nothing. Tokens are opaque; the kubectl plugin writes an
+    RFC 3339 time, which also orders a pause against a resume."""
+
+    promote: str = ""
+    abort: str = ""
+    pause: str = ""
+    resume: str = ""
+    retry: str = ""
+
+
+class Health(StrEnum):
+    """The analysis verdict as the state machine needs it."""
+
+    HEALTHY = "Healthy"  # every check passed: may advance
+    PENDING = "Pending"  # not enough evidence yet: hold
+    FAILED = "Failed"  # failure limit reached: roll back now
+
+
+@dataclass(frozen=True)
+class AnalysisSignal:
+    health: Health
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    generation: int
+    primary: Workload | None = None
+    canary: Workload | None = None
+    shadow: Workload | None = None
+    gates: Gates = field(default_factory=Gates)
+    analysis: AnalysisSignal | None = None
+    """None when the spec has no analysis: the checks are then the health gates alone."""
+    primary_template_known: bool = True
+    """False when the primary must keep running an older revision but its template
+    could not be read from the live primary Deployment (someone deleted it)."""

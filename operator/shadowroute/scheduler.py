@@ -1,0 +1,88 @@
+"""When to reconcile which ShadowRoute: on every watch event of it or its children,
+and again when the state machine's timers say so. One reconcile per object at a time;
+triggers that arrive meanwhile coalesce into one more run.
+
+The schedule itself is only a cache: everything it would need after a restart is in
+the ShadowRoutes' status, and a restart reconciles every object once anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from .observability.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS
+from .reconciler import Outcome
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+RESYNC_SECONDS = 300.0  # a safety net; events and timers do the real work
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class Scheduler:
+    def __init__(self, reconcile: Callable[[str, str], Awaitable[Outcome]]) -> None:
+        self._reconcile = reconcile
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._dirty: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._errors: dict[Key, int] = {}
+
+    def trigger(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running[key] = asyncio.get_running_loop().create_task(self._run(key))
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        timer = self._timers.pop(key, None)
+        if timer:
+            timer.cancel()
+        self._errors.pop(key, None)
+
+    def _schedule(self, key: Key, delay: float) -> None:
+        old = self._timers.pop(key, None)
+        if old:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(max(delay, 0.05), self.trigger, *key)
+
+    async def _run(self, key: Key) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                try:
+                    with RECONCILE_SECONDS.time():
+                        outcome = await self._reconcile(*key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+                    n = self._errors.get(key, 0)
+                    self._errors[key] = n + 1
+                    delay = ERROR_BACKOFF[min(n, len(ERROR_BACKOFF) - 1)] * random.uniform(0.8, 1.2)
+                    log.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
+                    self._schedule(key, delay)
+                else:
+                    self._errors.pop(key, None)
+                    delay = RESYNC_SECONDS
+                    if outcome.requeue_after is not None:
+                        delay = min(delay, outcome.requeue_after + 0.05)
+                    self._schedule(key, delay)
+                if key not in self._dirty:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,465 @@
+"""The CRD, applied to a real API server, rejects bad ShadowRoutes at `kubectl apply`
+with an error that names the field, and accepts good ones with the models' defaults.
+
+Every case here is one small mutation of a valid manifest. The same table is replayed
+against the pydantic models by tests/unit/test_crd.py, so the operator and the API
+server agree on what is invalid.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from shadowroute.api import (
+    ConditionStatus,
+    HistoryEntry,
+    MetricResult,
+    Outcome,
+    Phase,
+    ShadowRoute,
+    ShadowRouteStatus,
+    Stage,
+    Verdict,
+)
+
+pytestmark = pytest.mark.e2e
+
+Manifest = dict[str, Any]
+
+
+def valid_manifest() -> Manifest:
+    """A ShadowRoute that uses every part of the spec."""
+    return {
+        "apiVersion": "shadowroute.io/v1alpha1",
+        "kind": "ShadowRoute",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": {"app": "checkout"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.com/checkout:1.0",
+                            "ports": [{"containerPort": 8080, "name": "http"}],
+                        }
+                    ]
+                },
+            },
+            "service": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+            "strategy": {
+                "shadow": {"duration": "5m", "mirrorPercent": 50},
+                "canary": {
+                    "steps": [
+                        {"weight": 10, "pause": {"duration": "2m"}},
+                        {"weight": 50, "pause": {}},
+                        {"weight": 100},
+                    ]
+                },
+            },
+            "progressDeadline": "10m",
+            "keepWarm": "1h30m",
+            "rollback": {"cooldown": "500ms"},
+            "traffic": {"provider": "gatewayapi"},
+            "analysis": {
+                "interval": "30s",
+                "failureLimit": 2,
+                "metrics": [
+                    {"name": "error-rate", "query": "sum(rate(errors[1m]))", "max": 0.05},
+                    {"name": "p95-latency", "query": "histogram_quantile(0.95, x)", "max": 0.5},
+                ],
+            },
+        },
+    }
+
+
+def minimal_blue_green_manifest() -> Manifest:
+    """The least a user must write: everything else comes from schema defaults."""
+    return {
+        "apiVersion": "shadowroute.io/v1alpha1",
+        "kind": "ShadowRoute",
+        "metadata": {"name": "b"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}},
+            "service": {
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http"},
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                ]
+            },
+            "strategy": {"blueGreen": {}},
+        },
+    }
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _walk(manifest: Manifest, path: str) -> tuple[Any, str | int]:
+    keys: list[str | int] = [name if name else int(index) for name, index in _STEP.findall(path)]
+    parent: Any = manifest
+    for key in keys[:-1]:
+        parent = parent[key]
+    return parent, keys[-1]
+
+
+def put(path: str, value: Any) -> Callable[[Manifest], None]:
+    """A mutation that sets the value at a path like "spec.strategy.canary.steps[0].weight"."""
+
+    def mutate(manifest: Manifest) -> None:
+        parent, key = _walk(manifest, path)
+        parent[key] = value
+
+    return mutate
+
+
+def drop(path: str) -> Callable[[Manifest], None]:
+    """A mutation that removes the field at a path."""
+
+    def mutate(manifest: Manifest) -> None:
+        parent, key = _walk(manifest, path)
+        del parent[key]
+
+    return mutate
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A mutation that makes the manifest invalid, and what the error must say."""
+
+    id: str
+    mutate: Callable[[Manifest], None]
+    expected: tuple[str, ...]  # every fragment must appear in kubectl's error output
+
+    def manifest(self) -> Manifest:
+        manifest = valid_manifest()
+        self.mutate(manifest)
+        return manifest
+
+
+STEPS = "spec.strategy.canary.steps"
+PORTS = "spec.service.ports"
+METRICS = "spec.analysis.metrics"
+GE = "greater than or equal to"
+LE = "less than or equal to"
+PATTERN = "should match"
+EXACTLY_ONE = "exactly one of spec.strategy.canary and spec.strategy.blueGreen must be set"
+
+INVALID: list[Invalid] = [
+    Invalid("weight-zero", put(f"{STEPS}[0].weight", 0), (f"{STEPS}[0].weight", f"{GE} 1")),
+    Invalid("weight-101", put(f"{STEPS}[2].weight", 101), (f"{STEPS}[2].weight", f"{LE} 100")),
+    Invalid("weight-negative", put(f"{STEPS}[1].weight", -1), (f"{STEPS}[1].weight", GE)),
+    Invalid(
+        "weights-decreasing",
+        put(STEPS, [{"weight": 50}, {"weight": 10}]),
+        (STEPS, "strictly increasing"),
+    ),
+    Invalid(
+        "weights-equal",
+        put(STEPS, [{"weight": 50}, {"weight": 50}]),
+        (STEPS, "strictly increasing"),
+    ),
+    Invalid("no-steps", put(STEPS, []), (STEPS, "at least 1 item")),
+    Invalid("canary-without-steps", put("spec.strategy.canary", {}), (STEPS, "Required value")),
+    Invalid(
+        "too-many-steps",
+        put(STEPS, [{"weight": w} for w in range(1, 22)]),
+        (STEPS, "at most 20 items"),
+    ),
+    Invalid(
+        "canary-and-blue-green",
+        put("spec.strategy.blueGreen", {"previewDuration": "5m"}),
+        ("spec.strategy", EXACTLY_ONE),
+    ),
+    Invalid("neither-canary-nor-blue-green", drop("spec.strategy.canary"), (EXACTLY_ONE,)),
+    Invalid(
+        "mirror-101",
+        put("spec.strategy.shadow.mirrorPercent", 101),
+        ("spec.strategy.shadow.mirrorPercent", f"{LE} 100"),
+    ),
+    Invalid(
+        "mirror-negative",
+        put("spec.strategy.shadow.mirrorPercent", -5),
+        ("spec.strategy.shadow.mirrorPercent", f"{GE} 0"),
+    ),
+    Invalid(
+        "shadow-without-duration",
+        drop("spec.strategy.shadow.duration"),
+        ("spec.strategy.shadow.duration", "Required value"),
+    ),
+    Invalid(
+        "duration-in-words",
+        put("spec.strategy.shadow.duration", "5 minutes"),
+        ("spec.strategy.shadow.duration", PATTERN),
+    ),
+    Invalid(
+        "duration-abc",
+        put(f"{STEPS}[0].pause.duration", "abc"),
+        (f"{STEPS}[0].pause.duration", PATTERN),
+    ),
+    Invalid(
+        "deadline-without-unit",
+        put("spec.progressDeadline", "10"),
+        ("spec.progressDeadline", PATTERN),
+    ),
+    Invalid("keep-warm-negative", put("spec.keepWarm", "-5m"), ("spec.keepWarm", PATTERN)),
+    Invalid(
+        "cooldown-in-days",
+        put("spec.rollback.cooldown", "1d"),
+        ("spec.rollback.cooldown", PATTERN),
+    ),
+    Invalid(
+        "preview-duration-bad",
+        put("spec.strategy", {"blueGreen": {"previewDuration": "soon"}}),
+        ("spec.strategy.blueGreen.previewDuration", PATTERN),
+    ),
+    Invalid(
+        "no-containers",
+        put("spec.template.spec.containers", []),
+        ("spec.template.spec.containers", "at least 1 item"),
+    ),
+    Invalid(
+        "container-without-image",
+        drop("spec.template.spec.containers[0].image"),
+        ("spec.template.spec.containers[0].image", "Required value"),
+    ),
+    Invalid(
+        "container-without-name",
+        drop("spec.template.spec.containers[0].name"),
+        ("spec.template.spec.containers[0].name", "Required value"),
+    ),
+    Invalid("no-template", drop("spec.template"), ("spec.template", "Required value")),
+    Invalid("replicas-negative", put("spec.replicas", -1), ("spec.replicas", f"{GE} 0")),
+    Invalid("replicas-huge", put("spec.replicas", 1001), ("spec.replicas", f"{LE} 1000")),
+    Invalid(
+        "name-56-characters",
+        put("metadata.name", "a" * 56),
+        ("metadata.name must be at most 55 characters",),
+    ),
+    Invalid(
+        "name-starts-with-digit",
+        put("metadata.name", "1checkout"),
+        ("metadata.name must be a DNS-1035 label",),
+    ),
+    Invalid(
+        "name-with-dot",
+        put("metadata.name", "check.out"),
+        ("metadata.name must be a DNS-1035 label",),
+    ),
+    Invalid("port-zero", put(f"{PORTS}[0].port", 0), (f"{PORTS}[0].port", f"{GE} 1")),
+    Invalid("port-70000", put(f"{PORTS}[0].port", 70000), (f"{PORTS}[0].port", f"{LE} 65535")),
+    Invalid(
+        "target-port-zero",
+        put(f"{PORTS}[0].targetPort", 0),
+        (f"{PORTS}[0].targetPort", "must be a port number (1-65535)"),
+    ),
+    Invalid(
+        "target-port-bad-name",
+        put(f"{PORTS}[0].targetPort", "HTTP_PORT"),
+        (f"{PORTS}[0].targetPort", "IANA service name"),
+    ),
+    Invalid("no-ports", put(PORTS, []), (PORTS, "at least 1 item")),
+    Invalid(
+        "port-name-not-dns-label",
+        put(f"{PORTS}[0].name", "Web"),
+        (f"{PORTS}[0].name", PATTERN),
+    ),
+    Invalid(
+        "duplicate-port-names",
+        put(PORTS, [{"name": "http", "port": 80}, {"name": "http", "port": 81}]),
+        (PORTS, "port names must be unique"),
+    ),
+    Invalid(
+        "two-ports-without-names",
+        put(PORTS, [{"port": 80}, {"port": 81}]),
+        (PORTS, "every port must have a name when there is more than one port"),
+    ),
+    Invalid(
+        "duplicate-port-and-protocol",
+        put(PORTS, [{"name": "http", "port": 80}, {"name": "web", "port": 80}]),
+        (PORTS, "each port and protocol pair must be unique"),
+    ),
+    Invalid(
+        "protocol-http",
+        put(f"{PORTS}[0].protocol", "HTTP"),
+        (f"{PORTS}[0].protocol", "Unsupported value"),
+    ),
+    Invalid(
+        "metric-without-bounds",
+        put(f"{METRICS}[0]", {"name": "errors", "query": "sum(errors)"}),
+        (f"{METRICS}[0]", "at least one of min or max must be set"),
+    ),
+    Invalid(
+        "metric-min-above-max",
+        put(f"{METRICS}[1]", {"name": "rps", "query": "sum(rate(x[1m]))", "min": 5, "max": 1}),
+        (f"{METRICS}[1]", "min must not be greater than max"),
+    ),
+    Invalid(
+        "metric-empty-query",
+        put(f"{METRICS}[0].query", ""),
+        (f"{METRICS}[0].query", "at least 1 chars long"),
+    ),
+    Invalid(
+        "duplicate-metric-names",
+        put(f"{METRICS}[1].name", "error-rate"),
+        (METRICS, "metric names must be unique"),
+    ),
+    Invalid(
+        "failure-limit-negative",
+        put("spec.analysis.failureLimit", -1),
+        ("spec.analysis.failureLimit", f"{GE} 0"),
+    ),
+    Invalid(
+        "provider-linkerd",
+        put("spec.traffic.provider", "linkerd"),
+        ("spec.traffic.provider", "Unsupported value", '"linkerd"'),
+    ),
+    # Strict field validation (kubectl's default) turns pruning into an error.
+    Invalid("unknown-spec-field", put("spec.colour", "blue"), ('unknown field "spec.colour"',)),
+    Invalid(
+        "unknown-step-field",
+        put(f"{STEPS}[0].wieght", 10),
+        (f'unknown field "{STEPS}[0].wieght"',),
+    ),
+]
+
+VALID: dict[str, Callable[[], Manifest]] = {
+    "canary-with-shadow-and-analysis": valid_manifest,
+    "minimal-blue-green": minimal_blue_green_manifest,
+}
+
+
+def _as_yaml(manifest: Manifest, namespace: str) -> str:
+    manifest = copy.deepcopy(manifest)
+    manifest["metadata"]["namespace"] = namespace
+    return yaml.safe_dump(manifest)
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[case.id for case in INVALID])
+def test_invalid_spec_is_rejected_naming_the_field(
+    case: Invalid, kubectl, namespace: str, crds_installed: None
+) -> None:
+    result = kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        input=_as_yaml(case.manifest(), namespace),
+        check=False,
+    )
+    assert result.returncode != 0, f"the API server accepted {case.id}:\n{result.stdout}"
+    error = result.stderr
+    missing = [fragment for fragment in case.expected if fragment not in error]
+    assert not missing, f"error does not mention {missing}:\n{error}"
+
+
+@pytest.mark.parametrize("make", VALID.values(), ids=list(VALID))
+def test_valid_spec_is_accepted(make, kubectl, namespace: str, crds_installed: None) -> None:
+    kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        input=_as_yaml(make(), namespace),
+    )
+
+
+def _is_subset(part: Any, whole: Any) -> bool:
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(
+            key in whole and _is_subset(value, whole[key]) for key, value in part.items()
+        )
+    if isinstance(part, list):
+        return (
+            isinstance(whole, list)
+            and len(part) == len(whole)
+            and all(_is_subset(a, b) for a, b in zip(part, whole, strict=True))
+        )
+    return part == whole
+
+
+def test_schema_defaults_match_the_models(kubectl, namespace: str, crds_installed: None) -> None:
+    manifest = minimal_blue_green_manifest()
+    kubectl("apply", "--validate=strict", "-f", "-", input=_as_yaml(manifest, namespace))
+    stored = json.loads(kubectl("get", "shadowroute/b", "-n", namespace, "-o", "json").stdout)
+
+    assert stored["spec"]["replicas"] == 1
+    assert stored["spec"]["progressDeadline"] == "10m"
+    assert stored["spec"]["keepWarm"] == "5m"
+    assert stored["spec"]["rollback"] == {"cooldown": "5m"}
+    assert stored["spec"]["traffic"] == {"provider": "none"}
+    assert stored["spec"]["paused"] is False
+    assert stored["spec"]["service"]["ports"][0]["protocol"] == "TCP"
+    # What the API server defaulted, the models default to the same value.
+    parsed = ShadowRoute.spec_from_body(stored)
+    assert _is_subset(stored["spec"], parsed.to_k8s())
+    assert parsed == ShadowRoute.spec_from_body(manifest)
+
+
+def test_status_written_by_the_models_is_stored_unchanged(
+    kubectl, namespace: str, crds_installed: None
+) -> None:
+    now = "2026-11-25T05:00:00Z"
+    status = ShadowRouteStatus(
+        observed_generation=1,
+        phase=Phase.PAUSED,
+        stage=Stage.PROGRESSING,
+        stable_revision="5d8f7c",
+        primary_revision="5d8f7c",
+        canary_revision="9a1b2c",
+        current_step=1,
+        canary_weight=50,
+        mirror_percent=0,
+        stage_started_at=now,
+        stage_ready_at=now,
+        waiting_for_promotion=True,
+        user_paused=True,
+        rollout_started_at=now,
+        promoted_at=now,
+        previous_revision="1f2e3d",
+        rolled_back_revision="777777",
+        rolled_back_at=now,
+        rollback_reason="AnalysisFailed",
+        message="canary at 50%",
+    )
+    status.gates.promote = "token-1"
+    status.set_condition("Ready", ConditionStatus.TRUE, "Available", "primary ready", now, 1)
+    status.set_condition("Progressing", ConditionStatus.TRUE, "CanaryStep", "step 2/3", now, 1)
+    status.analysis.consecutive_failures = 1
+    status.analysis.last_run_at = now
+    status.analysis.metrics = [
+        MetricResult(name="error-rate", value=0.01, verdict=Verdict.PASS, query="q", checked_at=now)
+    ]
+    status.record(
+        HistoryEntry(revision="1f2e3d", outcome=Outcome.PROMOTED, reason="Promoted", at=now)
+    )
+    sent = status.to_k8s()
+
+    kubectl("apply", "-f", "-", input=_as_yaml(valid_manifest(), namespace))
+    kubectl(
+        "patch",
+        "shadowroute/checkout",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": sent}),
+    )
+    stored = json.loads(
+        kubectl("get", "shadowroute/checkout", "-n", namespace, "-o", "json").stdout
+    )
+    assert stored["status"] == sent
+    assert ShadowRouteStatus.from_body(stored["status"]) == status
+    columns = kubectl("get", "shadowroute/checkout", "-n", namespace).stdout
+    assert "Paused" in columns and "50" in columns and "True" in columns
