@@ -91,11 +91,12 @@ async def reconcile(
                 written += 1
     except ApiException as exc:
         reason, message = api_error_reason(exc)
-        conditions.set_condition(
-            new_status, "Degraded", "True", "ApplyFailed", f"{reason}: {message}", now
-        )
-        await kube.event(body, "Warning", "ApplyFailed", f"{reason}: {message}")
-        written += 1
+        if "being terminated" in message:
+            return Outcome(None, written)  # the namespace is going away, and we with it
+        _report_apply_failure(new_status, status, f"{reason}: {message}", now)
+        if not _already_reported(status, new_status):
+            await kube.event(body, "Warning", "ApplyFailed", f"{reason}: {message}")
+            written += 1
 
     if status_dict(new_status) != status_dict(status):
         await kube.apply_status(namespace, name, status_dict(new_status))
@@ -104,6 +105,22 @@ async def reconcile(
         await kube.event(body, event.type, event.reason, event.message)
         written += 1
     return Outcome(decision.requeue_after, written)
+
+
+def _report_apply_failure(
+    new: ShadowRouteStatus, old: ShadowRouteStatus, message: str, now: dt.datetime
+) -> None:
+    """Degraded=True with the API server's answer; the same failure again keeps the
+    condition exactly as it was, so a persistent error does not rewrite status."""
+    previous = old.condition("Degraded")
+    if previous and previous.reason == "ApplyFailed" and previous.message == message:
+        new.conditions = [c if c.type != "Degraded" else previous for c in new.conditions]
+    else:
+        conditions.set_condition(new, "Degraded", "True", "ApplyFailed", message, now)
+
+
+def _already_reported(old: ShadowRouteStatus, new: ShadowRouteStatus) -> bool:
+    return old.condition("Degraded") == new.condition("Degraded")
 
 
 async def _refuse(

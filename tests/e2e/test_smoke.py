@@ -13,20 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from .conftest import Cluster, KubectlFn, get_json
+from .conftest import Cluster, KubectlFn, get_json, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(check, timeout: float = 60, every: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def test_api_server_reports_pinned_version(kubectl: KubectlFn) -> None:
