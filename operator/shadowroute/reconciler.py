@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from . import analysis, traffic
 from .api.models import API_VERSION, KIND, ShadowRouteSpec, ShadowRouteStatus
 from .kube.client import Kube, api_error_reason
 from .render import diff
@@ -20,6 +21,7 @@ from .rollout.machine import decide, desired_revision, template_dict
 from .rollout.observe import Observation
 
 log = logging.getLogger(__name__)
+APPLY_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ async def reconcile(
     except ValidationError as exc:
         return await _refuse(kube, body, status, exc, now)
 
-    children = await kube.list_children(namespace, name)
-    live_deps = diff.index_by_name(children["Deployment"])
-    live_svcs = diff.index_by_name(children["Service"])
+    route_kinds = traffic.ROUTE_KINDS[spec.traffic.provider]
+    children = await kube.list_children(namespace, name, ("Deployment", "Service", *route_kinds))
+    live = {kind: diff.index_by_name(objs) for kind, objs in children.items()}
     desired = desired_revision(spec)
     templates: dict[str, dict[str, Any]] = {}
     for dep in children["Deployment"]:
@@ -58,16 +60,19 @@ async def reconcile(
     templates[desired] = template_dict(spec)
 
     roles = from_live.workloads(name, children["Deployment"])
+    evaluation = await analysis.evaluate(spec, status, namespace, name, now)
     obs = Observation(
         generation=int(meta.get("generation") or 0),
         primary=roles["primary"],
         canary=roles["canary"],
         shadow=roles["shadow"],
         gates=from_live.gates(meta.get("annotations")),
+        analysis=evaluation.signal,
         primary_template_known=(status.primary_revision or desired) in templates,
     )
-    decision = decide(spec, status, obs, now)
+    decision = decide(spec, status.model_copy(update={"analysis": evaluation.status}), obs, now)
     new_status = decision.status
+    requeue = _earliest(decision.requeue_after, evaluation.requeue_after)
 
     owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
     deps, missing = deployments(owner, spec, new_status, desired, templates)
@@ -79,20 +84,24 @@ async def reconcile(
         )
         more, _ = deployments(owner, spec, fallback, desired, templates)
         deps += [d for d in more if d["metadata"]["labels"]["shadowroute.io/role"] in missing]
-    svcs = services(owner, spec, new_status)
+    # Routing first (a rollback moves traffic before anything scales down), then pods.
+    desired_objs = [
+        *traffic.render_routes(owner, spec, new_status),
+        *services(owner, spec, new_status),
+        *deps,
+    ]
 
     written = 0
     try:
-        # Routing first (a rollback moves traffic before anything scales down), then pods.
-        for obj, live in [*((s, live_svcs.get(s["metadata"]["name"])) for s in svcs),
-                          *((d, live_deps.get(d["metadata"]["name"])) for d in deps)]:  # fmt: skip
-            if diff.needs_write(obj, live):
+        for obj in desired_objs:
+            if diff.needs_write(obj, live[obj["kind"]].get(obj["metadata"]["name"])):
                 await kube.apply(diff.with_applied_hash(obj))
                 written += 1
     except ApiException as exc:
         reason, message = api_error_reason(exc)
         if "being terminated" in message:
             return Outcome(None, written)  # the namespace is going away, and we with it
+        requeue = _earliest(requeue, APPLY_RETRY_SECONDS)
         _report_apply_failure(new_status, status, f"{reason}: {message}", now)
         if not _already_reported(status, new_status):
             await kube.event(body, "Warning", "ApplyFailed", f"{reason}: {message}")
@@ -104,7 +113,12 @@ async def reconcile(
     for event in decision.events:
         await kube.event(body, event.type, event.reason, event.message)
         written += 1
-    return Outcome(decision.requeue_after, written)
+    return Outcome(requeue, written)
+
+
+def _earliest(*delays: float | None) -> float | None:
+    known = [d for d in delays if d is not None]
+    return min(known) if known else None
 
 
 def _report_apply_failure(

@@ -84,17 +84,24 @@ class Kube:
                 return None
             raise
 
-    async def list_children(self, namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
-        """The Deployments and Services labelled as this ShadowRoute's children."""
+    async def list_children(
+        self, namespace: str, name: str, kinds: tuple[str, ...] = ("Deployment", "Service")
+    ) -> dict[str, list[dict[str, Any]]]:
+        """This ShadowRoute's children of each kind, found by our labels. A kind whose
+        API is not served (a CRD not installed) lists as empty."""
         selector = f"shadowroute.io/name={name},app.kubernetes.io/managed-by=shadowroute"
-        deps, svcs = await asyncio.gather(
-            self._raw_list(f"/apis/apps/v1/namespaces/{namespace}/deployments", selector),
-            self._raw_list(f"/api/v1/namespaces/{namespace}/services", selector),
+        lists = await asyncio.gather(
+            *(self._raw_list(collection_path(kind, namespace), selector) for kind in kinds)
         )
-        return {"Deployment": deps, "Service": svcs}
+        return dict(zip(kinds, lists, strict=True))
 
     async def _raw_list(self, path: str, selector: str) -> list[dict[str, Any]]:
-        data = await self._run(self._call, "GET", path, query=[("labelSelector", selector)])
+        try:
+            data = await self._run(self._call, "GET", path, query=[("labelSelector", selector)])
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
         return list(data.get("items") or [])
 
     def _call(
@@ -211,6 +218,10 @@ _PATHS = {
 def resource_path(obj: dict[str, Any]) -> str:
     meta = obj["metadata"]
     return _PATHS[obj["kind"]].format(ns=meta["namespace"], name=meta["name"])
+
+
+def collection_path(kind: str, namespace: str) -> str:
+    return _PATHS[kind].format(ns=namespace, name="").rstrip("/")
 
 
 def api_error_reason(exc: ApiException) -> tuple[str, str]:
