@@ -12,7 +12,7 @@ from ..render.workloads import Owner
 
 ROUTE_KINDS: dict[TrafficProvider, tuple[str, ...]] = {
     TrafficProvider.NONE: (),
-    TrafficProvider.GATEWAYAPI: ("HTTPRoute",),
+    TrafficProvider.GATEWAY_API: ("HTTPRoute",),
     TrafficProvider.NGINX: ("Ingress",),
     TrafficProvider.ISTIO: ("VirtualService",),
 }
