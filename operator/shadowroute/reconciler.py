@@ -28,6 +28,8 @@ APPLY_RETRY_SECONDS = 5.0
 class Outcome:
     requeue_after: float | None
     writes: int
+    status: ShadowRouteStatus | None = None
+    """The status as decided (None when the object is gone or its spec is invalid)."""
 
 
 def status_dict(status: ShadowRouteStatus) -> dict[str, Any]:
@@ -113,7 +115,7 @@ async def reconcile(
     for event in decision.events:
         await kube.event(body, event.type, event.reason, event.message)
         written += 1
-    return Outcome(requeue, written)
+    return Outcome(requeue, written, new_status)
 
 
 def _earliest(*delays: float | None) -> float | None:

@@ -95,11 +95,16 @@ def kubectl(cluster: Cluster) -> KubectlFn:
     return run
 
 
+# Every namespace of this test session starts with this prefix, and the session's
+# operator watches only those: two test sessions on one cluster never share objects.
+SESSION_PREFIX = f"t{uuid.uuid4().hex[:5]}"
+
+
 @pytest.fixture
 def namespace(kubectl: KubectlFn, request: pytest.FixtureRequest) -> Iterator[str]:
     base = request.node.name.lower()
     base = "".join(c if c.isalnum() else "-" for c in base).strip("-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    name = f"{SESSION_PREFIX}-{base}-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
@@ -194,7 +199,12 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crds_installed: None, tmp_path_factory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    op = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        "--namespace",
+        f"{SESSION_PREFIX}-*",
+    )
     op.start()
     yield op
     op.stop()
