@@ -98,6 +98,7 @@ class _Run:
     events: list[Event] = field(default_factory=list)
     timers: list[datetime] = field(default_factory=list)
     fired: set[str] = field(default_factory=set)
+    acked_before: dict[str, str] = field(default_factory=dict)
 
     @property
     def ts(self) -> str:
@@ -148,6 +149,7 @@ def decide(
 def _acknowledge_gates(run: _Run) -> None:
     s, g = run.s, run.obs.gates
     acked = s.gates
+    run.acked_before = {name: getattr(acked, name) for name in GATE_NAMES}
     for name in GATE_NAMES:
         token = getattr(g, name)
         if token and token != getattr(acked, name):
@@ -162,9 +164,11 @@ def _acknowledge_gates(run: _Run) -> None:
     if "resume" in run.fired and s.user_paused:
         s.user_paused = False
         run.event("Resumed", "resumed by the resume gate")
-        if not s.stage_ready_at:
-            # The progress deadline does not count time spent paused.
-            s.stage_started_at = run.ts
+    held_before = s.phase == PAUSED and not s.waiting_for_promotion
+    if held_before and not run.paused and not s.stage_ready_at:
+        # Released (by the gate or by spec.paused): the progress deadline does not
+        # count the time spent paused.
+        s.stage_started_at = run.ts
 
 
 def _shows_paused(run: _Run) -> bool:
@@ -195,11 +199,16 @@ def _history(run: _Run, revision: str, outcome: str, reason: str, message: str) 
 
 def _start_rollout(run: _Run, why: str) -> None:
     s, strategy = run.s, run.spec.strategy
+    run.fired.discard("retry")  # acted on: a rollback in this same call must not retry again
     s.canary_revision = run.desired
     s.rollout_started_at = run.ts
     s.canary_weight = 0
     s.mirror_percent = 0
     s.analysis.consecutive_failures = 0
+    # Afresh even when the stage is the one the superseded revision was in: the pods
+    # that were ready (and the pause that was running) belong to that revision.
+    s.stage_started_at = run.ts
+    s.stage_ready_at = None
     if strategy.shadow is not None:
         _enter(run, SHADOWING)
     else:
@@ -411,11 +420,11 @@ def _shadowing(run: _Run) -> None:
     if not _ready(run.obs.shadow, run.desired, want):
         _hold_or_timeout(run, f"shadow of revision {run.desired}")
         return
-    s.stage_ready_at = s.stage_ready_at or run.ts
-    s.mirror_percent = shadow.mirror_percent
-    if run.paused:
+    if run.paused:  # held: the mirror stays as it is, the stage's timer does not start
         s.message = "paused while shadowing"
         return
+    s.stage_ready_at = s.stage_ready_at or run.ts
+    s.mirror_percent = shadow.mirror_percent
     done_at = parse_time(s.stage_ready_at) + timedelta(seconds=parse_duration(shadow.duration))
     if run.now < done_at:
         run.wake_at(done_at)
@@ -456,14 +465,13 @@ def _progressing(run: _Run) -> None:
     if not _ready(run.obs.canary, run.desired, want):
         _hold_or_timeout(run, f"{what} of revision {run.desired}")
         return
-    if not s.stage_ready_at:
-        s.stage_ready_at = run.ts
-        s.canary_weight = weight
-        run.event("StepReady", f"{what}: revision {run.desired} ready, weight {weight}%")
-    s.canary_weight = weight
-    if run.paused:
+    if run.paused:  # held: traffic stays as it is, the step's pause does not start
         s.message = f"paused at {what}"
         return
+    if not s.stage_ready_at:
+        s.stage_ready_at = run.ts
+        run.event("StepReady", f"{what}: revision {run.desired} ready, weight {weight}%")
+    s.canary_weight = weight
     if duration:
         done_at = parse_time(s.stage_ready_at) + timedelta(seconds=parse_duration(duration))
         if run.now < done_at:
@@ -476,6 +484,10 @@ def _progressing(run: _Run) -> None:
         return
     if not _analysis_allows_advance(run):
         s.message = f"{what}: waiting for the analysis to pass"
+        if waits_for_person and "resume" in run.fired:
+            # Keep the resume for when the checks pass: leave its token unacknowledged.
+            s.gates.resume = run.acked_before["resume"]
+            s.message += " (resume noted)"
         return
     if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):
         _enter(run, PROGRESSING, s.current_step + 1)
@@ -559,14 +571,17 @@ def _succeeded(run: _Run) -> None:
         s.stage_started_at = run.ts
         s.stage_ready_at = None
     if not _ready(run.obs.primary, s.stable_revision, run.spec.replicas):
+        # One wording before and after the warning: an unchanged world rewrites nothing.
+        s.message = f"primary rolling to revision {s.stable_revision}; traffic stays on the canary"
         if _deadline_passed(run):
-            s.message = (
-                f"primary not ready with revision {s.stable_revision}; traffic stays on the canary"
+            run.event(
+                "HandoverSlow",
+                f"primary not ready with revision {s.stable_revision} within "
+                f"{run.spec.progress_deadline}; traffic stays on the canary",
+                warning=True,
             )
-            run.event("HandoverSlow", s.message, warning=True)
             s.stage_started_at = run.ts  # warn again after another deadline
-        else:
-            s.message = f"primary rolling to revision {s.stable_revision}"
+            run.wake_at(run.now + timedelta(seconds=parse_duration(run.spec.progress_deadline)))
         return
     _to_stable(run, f"revision {s.stable_revision} is serving from primary")
     run.event("Stable", s.message)
