@@ -566,6 +566,19 @@ def test_spec_paused_holds_without_deadline_and_without_moving_traffic() -> None
     assert d.requeue_after == 120  # the pause starts now, not while held
 
 
+def test_unpausing_the_spec_gives_the_progress_deadline_a_fresh_start() -> None:
+    sim = Sim(spec_dict(steps=STEPS, progressDeadline="2m", paused=True)).stable()
+    sim.set_image("web:2")
+    sim.broken.add(sim.desired)
+    sim.tick()
+    sim.tick(3600)
+    sim.set_spec(paused=False)
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and d.requeue_after == 120
+    d = sim.tick(120)
+    assert d.status.stage == "RolledBack"
+
+
 def test_spec_paused_holds_a_ready_step_past_its_pause() -> None:
     sim = Sim(spec_dict(steps=STEPS)).stable()
     rolling(sim)
@@ -922,3 +935,21 @@ def test_ready_follows_the_version_that_takes_the_traffic() -> None:
 def test_observation_defaults() -> None:
     obs = Observation(3)
     assert obs.gates == Gates() and obs.analysis is None and obs.primary_template_known
+
+
+def test_a_superseding_revision_restarts_the_stage_timers() -> None:
+    """Same stage and step, new revision: its readiness, pause and deadline start over."""
+    sim = Sim(spec_dict(steps=[{"weight": 10, "pause": {"duration": "1m"}}, {"weight": 50}]))
+    sim.stable()
+    rolling(sim)
+    sim.tick(50)
+    first_ready = sim.status.stage_ready_at
+    sim.ready_after["canary"] = 3  # the next revision takes a few ticks to be ready
+    sim.set_image("web:3")
+    d = sim.tick(1)
+    assert d.status.stage == "Progressing" and d.status.current_step == 0
+    assert d.status.stage_ready_at is None and d.status.canary_weight == 0
+    d = sim.run_until(lambda s: s.status.stage_ready_at is not None)
+    assert d.status.stage_ready_at != first_ready and d.status.canary_weight == 10
+    d = sim.tick(30)  # 30 s into the new revision's 1 min pause: still at step 1
+    assert d.status.current_step == 0

@@ -24,7 +24,11 @@ def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
 
 def content_hash(obj: dict[str, Any]) -> str:
     clean = copy.deepcopy(obj)
-    (clean["metadata"].get("annotations") or {}).pop(APPLIED_HASH, None)
+    annotations = clean["metadata"].get("annotations")
+    if annotations is not None:
+        annotations.pop(APPLIED_HASH, None)
+        if not annotations:  # the map we added is not content either
+            del clean["metadata"]["annotations"]
     canonical = json.dumps(clean, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

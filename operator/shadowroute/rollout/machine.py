@@ -76,8 +76,9 @@ def template_dict(spec: ShadowRouteSpec) -> dict[str, Any]:
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
-    """Canary pods for a weight: the weight's share of the replicas, at least one."""
-    if weight <= 0:
+    """Canary pods for a weight: the weight's share of the replicas, at least one
+    (none when the service is scaled to zero)."""
+    if weight <= 0 or replicas <= 0:
         return 0
     return max(1, math.ceil(replicas * weight / 100))
 
@@ -127,10 +128,10 @@ def decide(
 
     # Each handler may move to another stage; let the next stage act in the same call
     # (a rollback must not wait for the next tick). Bounded: no cycle is longer.
-    for _ in range(6):
-        before = s.stage
+    for _ in range(8):
+        before = (s.stage, s.current_step, s.canary_revision)
         _HANDLERS[s.stage or INITIALIZING](run)
-        if s.stage == before:
+        if (s.stage, s.current_step, s.canary_revision) == before:
             break
 
     s.phase = PAUSED if _shows_paused(run) else (s.stage or INITIALIZING)
@@ -182,6 +183,7 @@ def _shows_paused(run: _Run) -> bool:
 
 
 def _enter(run: _Run, stage: str, step: int = 0) -> None:
+    """Move to a stage; its timers restart unless it is the stage we are in."""
     s = run.s
     if s.stage != stage or s.current_step != step:
         s.stage_started_at = run.ts
@@ -489,6 +491,7 @@ def _progressing(run: _Run) -> None:
             s.gates.resume = run.acked_before["resume"]
             s.message += " (resume noted)"
         return
+    run.fired.discard("resume")  # spent: it releases one step, not the next one too
     if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):
         _enter(run, PROGRESSING, s.current_step + 1)
         run.event("StepAdvanced", _stage_text(run))

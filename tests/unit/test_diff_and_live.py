@@ -1,0 +1,303 @@
+"""No change, no write (render/diff.py), and the live children read back into the
+plain values the state machine takes (rollout/from_live.py)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
+from shadowroute.render.diff import (
+    APPLIED_HASH,
+    content_hash,
+    index_by_name,
+    needs_write,
+    with_applied_hash,
+)
+from shadowroute.render.workloads import (
+    CANARY,
+    PRIMARY,
+    REVISION_LABEL,
+    SHADOW,
+    Owner,
+    deployment,
+    deployments,
+    services,
+)
+from shadowroute.revision import template_revision
+from shadowroute.rollout import from_live
+from shadowroute.rollout.machine import desired_revision, template_dict
+from shadowroute.rollout.observe import Gates, Workload
+
+from .sim import image_template, spec_dict
+
+OWNER = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "web", "shop", "uid-1")
+TEMPLATE = image_template("web:1")
+
+
+def rendered() -> list[dict[str, Any]]:
+    spec = ShadowRouteSpec.model_validate(spec_dict())
+    desired = desired_revision(spec)
+    status = ShadowRouteStatus(stage="Stable", stable_revision=desired, primary_revision=desired)
+    deps, _ = deployments(OWNER, spec, status, desired, {desired: template_dict(spec)})
+    return [*services(OWNER, spec, status), *deps]
+
+
+def as_live(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the API server hands back after an apply: ours plus its own fields."""
+    live = with_applied_hash(obj)
+    live["metadata"].update(uid="x", resourceVersion="7", generation=2)
+    if obj["kind"] == "Service":
+        live["spec"]["clusterIP"] = "10.0.0.7"
+    else:
+        live["status"] = {"observedGeneration": 2, "replicas": obj["spec"]["replicas"]}
+    return live
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def test_a_missing_object_needs_a_write() -> None:
+    for obj in rendered():
+        assert needs_write(obj, None)
+
+
+def test_what_was_applied_needs_no_second_write() -> None:
+    for obj in rendered():
+        assert not needs_write(obj, with_applied_hash(obj))
+        assert not needs_write(obj, as_live(obj))  # server-side fields do not count
+
+
+def test_a_content_change_needs_a_write() -> None:
+    for obj in rendered():
+        live = as_live(obj)
+        changed = copy.deepcopy(obj)
+        changed["metadata"]["labels"]["extra"] = "1"
+        assert needs_write(changed, live)
+
+
+def test_replicas_changed_by_hand_are_put_back() -> None:
+    dep = next(o for o in rendered() if o["kind"] == "Deployment")
+    live = as_live(dep)
+    live["spec"]["replicas"] = dep["spec"]["replicas"] + 5  # kubectl scale
+    assert needs_write(dep, live)
+
+
+def test_an_object_applied_by_someone_else_is_taken_over() -> None:
+    dep = next(o for o in rendered() if o["kind"] == "Deployment")
+    live = copy.deepcopy(dep)  # same content, but no hash of ours
+    assert needs_write(dep, live)
+    live["metadata"]["annotations"] = {APPLIED_HASH: "0000000000000000"}
+    assert needs_write(dep, live)
+
+
+def test_with_applied_hash_copies_and_is_idempotent() -> None:
+    obj = rendered()[0]
+    before = copy.deepcopy(obj)
+    once = with_applied_hash(obj)
+    assert obj == before  # the input is left alone
+    assert once["metadata"]["annotations"] == {APPLIED_HASH: content_hash(obj)}
+    assert with_applied_hash(once) == once
+    assert content_hash(once) == content_hash(obj)  # the annotation is not content
+
+
+def test_with_applied_hash_keeps_other_annotations() -> None:
+    obj = rendered()[0]
+    obj["metadata"]["annotations"] = {"team": "a"}
+    out = with_applied_hash(obj)
+    assert out["metadata"]["annotations"]["team"] == "a"
+    assert APPLIED_HASH in out["metadata"]["annotations"]
+
+
+def test_content_hash_ignores_key_order_but_not_values() -> None:
+    obj = rendered()[-1]
+    reordered = {k: obj[k] for k in reversed(list(obj))}
+    assert content_hash(reordered) == content_hash(obj)
+    other = copy.deepcopy(obj)
+    other["spec"]["replicas"] += 1
+    assert content_hash(other) != content_hash(obj)
+    assert len(content_hash(obj)) == 16
+
+
+def test_index_by_name() -> None:
+    deps = [o for o in rendered() if o["kind"] == "Deployment"]
+    index = index_by_name(deps)
+    assert list(index) == ["web-primary", "web-canary", "web-shadow"]
+    assert all(index[d["metadata"]["name"]] is d for d in deps)
+    assert index_by_name([]) == {}
+
+
+labels = st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
+    st.from_regex(r"[a-z0-9]{0,8}", fullmatch=True),
+    max_size=4,
+)
+
+
+@given(replicas=st.integers(0, 50), user_labels=labels, image=st.text(min_size=1, max_size=20))
+def test_no_write_after_apply_for_any_deployment(
+    replicas: int, user_labels: dict[str, str], image: str
+) -> None:
+    template = image_template(image)
+    template["metadata"]["labels"] = user_labels
+    dep = deployment(OWNER, CANARY, "r", template, replicas)
+    assert not needs_write(dep, as_live(dep))
+    assert needs_write(dep, None)
+
+
+# --------------------------------------------------------------------------- from_live
+
+
+def live_deployment(
+    replicas: int | None = 3,
+    revision: str = "rev1",
+    generation: int = 2,
+    observed: int = 2,
+    updated: int = 3,
+    available: int = 3,
+    total: int = 3,
+    name: str = "web-primary",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "template": {
+            "metadata": {"labels": {REVISION_LABEL: revision}},
+            "spec": TEMPLATE["spec"],
+        }
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "metadata": {"name": name, "generation": generation},
+        "spec": spec,
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "replicas": total,
+        },
+    }
+
+
+def test_workload_of_a_rolled_out_deployment() -> None:
+    assert from_live.workload(live_deployment()) == Workload("rev1", 3, True)
+
+
+def test_no_deployment_no_workload() -> None:
+    assert from_live.workload(None) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"observed": 1}, "the controller has not seen the latest spec"),
+        ({"updated": 2}, "an old replica still runs"),
+        ({"available": 2}, "a replica is not available"),
+        ({"total": 4}, "an extra (old) replica is left"),
+    ],
+)
+def test_workload_not_ready(change: dict[str, int], why: str) -> None:
+    w = from_live.workload(live_deployment(**change))
+    assert w is not None and not w.ready, why
+    assert (w.revision, w.replicas) == ("rev1", 3)
+
+
+def test_workload_with_more_available_than_asked_is_ready() -> None:
+    assert from_live.workload(live_deployment(available=4)) == Workload("rev1", 3, True)
+
+
+def test_workload_defaults() -> None:
+    dep = live_deployment(replicas=None, updated=1, available=1, total=1)
+    assert from_live.workload(dep) == Workload("rev1", 1, True)  # replicas default to 1
+    dep = live_deployment()
+    del dep["status"]
+    assert from_live.workload(dep) == Workload("rev1", 3, False)
+    dep = live_deployment()
+    dep["spec"]["template"]["metadata"] = {}
+    assert from_live.workload(dep) == Workload("", 3, True)
+
+
+def test_a_deployment_scaled_to_zero_is_ready_once_seen() -> None:
+    dep = live_deployment(replicas=0, updated=0, available=0, total=0)
+    assert from_live.workload(dep) == Workload("rev1", 0, True)
+    dep["status"] = {}  # not observed yet
+    assert from_live.workload(dep) == Workload("rev1", 0, False)
+
+
+def test_workloads_by_role() -> None:
+    found = from_live.workloads(
+        "web",
+        [
+            live_deployment(name="web-primary", revision="a"),
+            live_deployment(name="web-canary", revision="b", replicas=1, updated=1),
+            live_deployment(name="other-primary", revision="z"),
+        ],
+    )
+    assert found == {
+        PRIMARY: Workload("a", 3, True),
+        CANARY: Workload("b", 1, False),
+        SHADOW: None,
+    }
+
+
+def test_a_rendered_deployment_reads_back_as_what_was_rendered() -> None:
+    dep = deployment(OWNER, PRIMARY, "rev9", TEMPLATE, 4)
+    live = as_live(dep)
+    live["status"].update(updatedReplicas=4, availableReplicas=4, replicas=4)
+    assert from_live.workload(live) == Workload("rev9", 4, True)
+
+
+@pytest.mark.parametrize("role", [PRIMARY, CANARY, SHADOW])
+def test_user_template_round_trips_through_a_child(role: str) -> None:
+    revision = template_revision(TEMPLATE)
+    dep = as_live(deployment(OWNER, role, revision, TEMPLATE, 2))
+    assert from_live.user_template(dep) == (revision, TEMPLATE)
+
+
+def test_user_template_of_a_template_without_labels() -> None:
+    template = {"metadata": {}, "spec": TEMPLATE["spec"]}
+    dep = deployment(OWNER, CANARY, "r", template, 1)
+    assert from_live.user_template(dep) == ("r", template)
+
+
+def test_user_template_needs_a_revision_label() -> None:
+    assert from_live.user_template({"spec": {"template": TEMPLATE}}) is None
+    assert from_live.user_template({}) is None
+
+
+@given(user_labels=labels, image=st.text(min_size=1, max_size=20))
+def test_user_template_round_trip_keeps_the_revision(
+    user_labels: dict[str, str], image: str
+) -> None:
+    """A template read back from a child renders the same child again, and is the
+    user's template (same revision) unless it only differs by an empty label map."""
+    spec_raw = spec_dict(image=image)
+    spec_raw["template"]["metadata"]["labels"] = user_labels
+    spec = ShadowRouteSpec.model_validate(spec_raw)
+    revision, template = desired_revision(spec), template_dict(spec)
+    for role in (PRIMARY, CANARY, SHADOW):
+        dep = deployment(OWNER, role, revision, template, 1)
+        found = from_live.user_template(as_live(dep))
+        assert found is not None and found[0] == revision
+        # Rendered again from what was read back, the child is the same object...
+        assert deployment(OWNER, role, revision, found[1], 1) == dep
+        if user_labels:
+            # ...and the template is the user's, to the hash.
+            assert found[1] == template
+            assert template_revision(found[1]) == revision
+
+
+def test_gates_from_annotations() -> None:
+    assert from_live.gates(None) == Gates()
+    assert from_live.gates({"other": "x"}) == Gates()
+    annotations = {
+        "shadowroute.io/promote": "t1",
+        "shadowroute.io/abort": "t2",
+        "shadowroute.io/pause": "t3",
+        "shadowroute.io/resume": "t4",
+        "shadowroute.io/retry": "t5",
+        "shadowroute.io/applied-hash": "ignored",
+    }
+    assert from_live.gates(annotations) == Gates("t1", "t2", "t3", "t4", "t5")
