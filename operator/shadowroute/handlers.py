@@ -34,6 +34,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _state["kube"] = kube
     _state["scheduler"] = Scheduler(lambda ns, name: reconcile(kube, ns, name))
     settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
+    # kopf logs every handled watch event at INFO ("Handler ... succeeded"): at one
+    # event per child change that drowns what matters.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
 
 
