@@ -2,9 +2,9 @@
 # Build the local control plane from upstream Go modules, pinned and cached.
 #
 # Output: $SHADOWROUTE_CACHE/bin/<component>-<version> for etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kwok, plus the CRD files of Gateway API
-# and Istio under $SHADOWROUTE_CACHE/crds/. A second run finds every file present and
-# builds nothing.
+# kube-controller-manager, kube-scheduler, kwok and helm (for the chart tests), plus
+# the CRD files of Gateway API and Istio under $SHADOWROUTE_CACHE/crds/. A second run
+# finds every file present and builds nothing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -112,12 +112,40 @@ fetch_crds() {
   fi
 }
 
+build_helm() {
+  # Helm for the chart tests (`helm lint`, `helm template`). Its go.mod has no replace
+  # directives, so `go install` works; the Kubernetes version Helm assumes for
+  # templates comes from the client-go in its build info, the version string from ldflags.
+  # Also the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) from their Go
+  # module, so the chart's optional objects are validated by the API server too.
+  local pv="$PROMETHEUS_OPERATOR_VERSION"
+  local mon="$cache/crds/prometheus-operator-$pv.yaml"
+  if [ ! -s "$mon" ]; then
+    log "prometheus-operator $pv: fetching the ServiceMonitor and PrometheusRule CRDs"
+    local d; d="$(cd "$work" && GOFLAGS= go mod download -json "github.com/prometheus-operator/prometheus-operator@$pv" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    for f in servicemonitors prometheusrules; do
+      cat "$d/example/prometheus-operator-crd-full/monitoring.coreos.com_$f.yaml"; echo "---"
+    done > "$mon.tmp"
+    mv "$mon.tmp" "$mon"
+  fi
+  local v="$HELM_VERSION"
+  if have_all "helm-$v"; then log "helm $v: cached"; return; fi
+  log "helm $v: building"
+  local gobin="$work/helm-$v"
+  mkdir -p "$gobin"
+  GOFLAGS= GOBIN="$gobin" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$v -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v4/cmd/helm@$v"
+  mv "$gobin/helm" "$bin/helm-$v"
+}
+
 what="${1:-all}"
 case "$what" in
-  all) fetch_crds; build_etcd; build_kwok; build_kubernetes ;;
+  all) fetch_crds; build_etcd; build_kwok; build_kubernetes; build_helm ;;
   crds) fetch_crds ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kubernetes) build_kubernetes ;;
-  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes]" >&2; exit 2 ;;
+  helm) build_helm ;;
+  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes|helm]" >&2; exit 2 ;;
 esac

@@ -6,7 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
+import uuid
+from pathlib import Path
+
+from .observability.logs import FORMATS, configure
+
+log = logging.getLogger("shadowroute")
+HEARTBEAT_SECONDS = 2.0
+SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+EXIT_LOST_LEADERSHIP = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -16,35 +27,170 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="watch this namespace (repeatable; glob patterns allowed); default: all",
     )  # fmt: skip
     parser.add_argument(
-        "--metrics-port", type=int, default=8080, help="port of /metrics (0: off); default 8080"
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port of /metrics, /healthz and /readyz (0: off); default 8080",
     )
     parser.add_argument("--metrics-address", default="0.0.0.0", help="address /metrics listens on")
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line for log pipelines",
+    )
+    parser.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=30.0,
+        help="/healthz fails when the event loop has not run for this many seconds",
+    )
+    parser.add_argument(
+        "--no-cluster-scope",
+        action="store_true",
+        help="never read cluster-scoped resources (namespaces, CRDs), for RBAC made of "
+        "namespaced Roles only: namespaces must be exact names, and the CRD must be "
+        "installed before the operator starts",
+    )
+    lease = parser.add_argument_group(
+        "leader election", "for more than one replica: only the holder of a Lease reconciles"
+    )
+    lease.add_argument("--leader-elect", action="store_true", help="elect a leader first")
+    lease.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", ""),
+        help="namespace of the Lease; default $POD_NAMESPACE, or the pod's own namespace",
+    )
+    lease.add_argument(
+        "--leader-election-id", default="shadowroute-operator", help="name of the Lease"
+    )
+    lease.add_argument("--lease-duration", type=float, default=15.0, help="seconds; default 15")
+    lease.add_argument("--renew-deadline", type=float, default=10.0, help="seconds; default 10")
+    lease.add_argument("--retry-period", type=float, default=2.0, help="seconds; default 2")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.leader_elect:
+        if not args.leader_election_namespace:
+            try:
+                args.leader_election_namespace = Path(SA_NAMESPACE).read_text().strip()
+            except OSError:
+                parser.error("--leader-elect needs --leader-election-namespace (or $POD_NAMESPACE)")
+        if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
+            parser.error("leader election needs retry period < renew deadline < lease duration")
+    if args.no_cluster_scope:
+        if not args.namespace:
+            parser.error(
+                "--no-cluster-scope needs --namespace: watching all namespaces is cluster-scoped"
+            )
+        globs = [ns for ns in args.namespace if any(c in ns for c in "*?[!")]
+        if globs:
+            parser.error(
+                f"--no-cluster-scope needs exact namespace names, not {globs}: a "
+                "pattern is resolved by listing namespaces, which is cluster-scoped"
+            )
+    return args
+
+
+async def _heartbeat() -> None:
+    """Tell /healthz the event loop still runs: a blocked loop reconciles nothing."""
+    from .observability.metrics import health
+
+    while True:
+        health.beat()
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    """Run kopf; with --leader-elect, only while holding the Lease."""
+    import kopf
+
+    from .kube.client import load_config
+    from .kube.lease import LeaderElector, LeaseConfig, client_api
+    from .observability.metrics import LEADER, health
+
+    settings = kopf.OperatorSettings()
+    # kopf lists and watches CRDs (to notice resources appearing) and, for namespace
+    # patterns, namespaces; a namespaced Role cannot grant either. Without the scan it
+    # takes the exact namespaces given and the resources discovered at start.
+    settings.scanning.disabled = args.no_cluster_scope
+    beat = asyncio.create_task(_heartbeat())
+    elector = None
+    try:
+        if args.leader_elect:
+            load_config()
+            import kubernetes
+
+            identity = (
+                f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+            )
+            elector = LeaderElector(
+                LeaseConfig(
+                    namespace=args.leader_election_namespace,
+                    name=args.leader_election_id,
+                    identity=identity,
+                    lease_duration=args.lease_duration,
+                    renew_deadline=args.renew_deadline,
+                    retry_period=args.retry_period,
+                ),
+                client_api(kubernetes.client.ApiClient()),
+                on_change=lambda leading: LEADER.set(1 if leading else 0),
+            )
+            LEADER.set(0)
+            health.ready.set()  # a candidate standing by is a healthy, ready replica
+            await elector.acquire()
+        else:
+            LEADER.set(1)
+        stop = asyncio.Event()
+        operator = asyncio.create_task(
+            kopf.operator(
+                settings=settings,
+                # kopf's own peering only pauses operators, it elects nobody: the Lease
+                # above (--leader-elect) decides who runs.
+                standalone=True,
+                clusterwide=not args.namespace,
+                namespaces=args.namespace,
+                ready_flag=None if elector else health.ready,  # /readyz: started
+                stop_flag=stop,
+            )
+        )
+        if elector is None:
+            await operator
+            return 0
+        holding = asyncio.create_task(elector.hold())
+        done, _ = await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+        if holding in done:
+            # Lost: stop reconciling now, and exit so that the pod restarts as a candidate.
+            stop.set()
+            await asyncio.wait({operator}, timeout=args.renew_deadline)
+            return EXIT_LOST_LEADERSHIP
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
+        operator.result()
+        return 0
+    finally:
+        if elector is not None:
+            await elector.release()
+        beat.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    import kopf
+    configure(args.log_format, args.verbose)
 
-    from . import handlers  # noqa: F401 - registers the handlers
-    from .observability.metrics import serve
+    from . import __version__, handlers  # noqa: F401 - registers the handlers
+    from .observability.metrics import health, serve
 
+    health.stale_after = args.liveness_timeout
     serve(args.metrics_port, args.metrics_address)
-
-    asyncio.run(
-        kopf.operator(
-            standalone=True,  # no KopfPeering CRD; run one replica, or leader-elect later
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-        )
+    log.info(
+        "shadowroute %s starting; watching %s%s",
+        __version__,
+        ", ".join(args.namespace) if args.namespace else "all namespaces",
+        f"; leader election on lease {args.leader_election_namespace}/{args.leader_election_id}"
+        if args.leader_elect
+        else "",
     )
-    return 0
+    return asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 
+from . import analysis
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.client import Kube, load_config
 from .reconciler import reconcile
@@ -45,6 +46,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     if "scheduler" in _state:
         await _state["scheduler"].stop()
+    await analysis.close()  # webhook deliveries under way, then the shared HTTP session
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

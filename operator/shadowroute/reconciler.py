@@ -62,7 +62,7 @@ async def reconcile(
     templates[desired] = template_dict(spec)
 
     roles = from_live.workloads(name, children["Deployment"])
-    evaluation = await analysis.evaluate(spec, status, namespace, name, now)
+    evaluation = await analysis.evaluate(spec, status, namespace, name, now, kube=kube)
     obs = Observation(
         generation=int(meta.get("generation") or 0),
         primary=roles["primary"],
@@ -94,19 +94,68 @@ async def reconcile(
     ]
 
     written = 0
+    current: dict[str, Any] = {"kind": ""}  # the object being written, for the report
+    traffic.note_approximation(spec, new_status)
     try:
-        for obj in desired_objs:
-            if diff.needs_write(obj, live[obj["kind"]].get(obj["metadata"]["name"])):
-                await kube.apply(diff.with_applied_hash(obj))
+        for current in desired_objs:
+            if isinstance(current, traffic.RuleEdit):
+                # A rule of your own HTTPRoute: read it as it is now and change only our
+                # part; if it changed between our read and our write, read once more.
+                for attempt in (1, 2):
+                    yours = await kube.get(current["kind"], namespace, current["metadata"]["name"])
+                    patch = current.apply_to(yours)
+                    if patch is None:
+                        break
+                    try:
+                        await kube.apply(patch)
+                    except ApiException as exc:
+                        if exc.status == 409 and attempt == 1:
+                            continue
+                        raise
+                    written += 1
+                    break
+                continue
+            seen = live[current["kind"]].get(current["metadata"]["name"])
+            if diff.needs_write(current, seen):
+                # A route not yet seen as ours is created without force: someone else's
+                # object of that name is then a conflict, never silently taken over.
+                force = seen is not None or not traffic.is_route(current)
+                await kube.apply(diff.with_applied_hash(current), force=force)
                 written += 1
-    except ApiException as exc:
-        reason, message = api_error_reason(exc)
-        if "being terminated" in message:
-            return Outcome(None, written)  # the namespace is going away, and we with it
+        # Routes no longer rendered (another provider, or your own HTTPRoute instead of
+        # ours) go, after the new ones are in place. Other providers' kinds are listed
+        # only when that can have happened: a new spec, or a failure last time. Kinds
+        # we may not list are skipped.
+        found = {kind: list(live[kind].values()) for kind in route_kinds}
+        degraded = status.condition("Degraded")
+        if obs.generation != status.observed_generation or (
+            degraded is not None and degraded.status == "True"
+        ):
+            for kind in (k for k in traffic.ALL_ROUTE_KINDS if k not in found):
+                try:
+                    found.update(await kube.list_children(namespace, name, (kind,)))
+                except ApiException as exc:
+                    if exc.status != 403:
+                        raise
+        for current in traffic.stale_routes(owner, desired_objs, found):
+            await kube.delete(current)
+            written += 1
+    except (ApiException, traffic.RouteError) as exc:
+        if isinstance(exc, traffic.RouteError):
+            why, message = exc.reason, exc.message
+        else:
+            reason, message = api_error_reason(exc)
+            if "being terminated" in message:
+                return Outcome(None, written)  # the namespace is going away, and we with it
+            why, message = (
+                traffic.route_failure(current, exc)
+                if traffic.is_route(current)
+                else ("ApplyFailed", f"{reason}: {message}")
+            )
         requeue = _earliest(requeue, APPLY_RETRY_SECONDS)
-        _report_apply_failure(new_status, status, f"{reason}: {message}", now)
+        _report_apply_failure(new_status, status, message, now, why)
         if not _already_reported(status, new_status):
-            await kube.event(body, "Warning", "ApplyFailed", f"{reason}: {message}")
+            await kube.event(body, "Warning", why, message)
             written += 1
 
     if status_dict(new_status) != status_dict(status):
@@ -115,6 +164,7 @@ async def reconcile(
     for event in decision.events:
         await kube.event(body, event.type, event.reason, event.message)
         written += 1
+    analysis.notify(spec, status, new_status, namespace, name, kube)  # in the background
     return Outcome(requeue, written, new_status)
 
 
@@ -124,15 +174,19 @@ def _earliest(*delays: float | None) -> float | None:
 
 
 def _report_apply_failure(
-    new: ShadowRouteStatus, old: ShadowRouteStatus, message: str, now: dt.datetime
+    new: ShadowRouteStatus,
+    old: ShadowRouteStatus,
+    message: str,
+    now: dt.datetime,
+    reason: str = "ApplyFailed",
 ) -> None:
     """Degraded=True with the API server's answer; the same failure again keeps the
     condition exactly as it was, so a persistent error does not rewrite status."""
     previous = old.condition("Degraded")
-    if previous and previous.reason == "ApplyFailed" and previous.message == message:
+    if previous and previous.reason == reason and previous.message == message:
         new.conditions = [c if c.type != "Degraded" else previous for c in new.conditions]
     else:
-        conditions.set_condition(new, "Degraded", "True", "ApplyFailed", message, now)
+        conditions.set_condition(new, "Degraded", "True", reason, message, now)
 
 
 def _already_reported(old: ShadowRouteStatus, new: ShadowRouteStatus) -> bool:

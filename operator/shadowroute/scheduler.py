@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from .observability.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS
+from .observability.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RouteMetrics, route_metrics
 from .reconciler import Outcome
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,18 @@ ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class Scheduler:
-    def __init__(self, reconcile: Callable[[str, str], Awaitable[Outcome]]) -> None:
+    def __init__(
+        self,
+        reconcile: Callable[[str, str], Awaitable[Outcome]],
+        metrics: RouteMetrics = route_metrics,
+    ) -> None:
         self._reconcile = reconcile
+        self._metrics = metrics
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._errors: dict[Key, int] = {}
+        self._gone: set[Key] = set()  # deleted while a reconcile of it was in flight
 
     def trigger(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -44,6 +50,9 @@ class Scheduler:
         if timer:
             timer.cancel()
         self._errors.pop(key, None)
+        if key in self._running:
+            self._gone.add(key)
+        self._metrics.forget(namespace, name)
 
     def _schedule(self, key: Key, delay: float) -> None:
         old = self._timers.pop(key, None)
@@ -70,6 +79,13 @@ class Scheduler:
                     self._schedule(key, delay)
                 else:
                     self._errors.pop(key, None)
+                    # A run that started before the route was deleted reports a status
+                    # that no longer exists; later runs see the deletion themselves.
+                    stale = key in self._gone
+                    self._gone.discard(key)
+                    if outcome.status is not None and not stale:
+                        # Gauges and outcome counters from what was decided: no read-back.
+                        self._metrics.observe(*key, outcome.status)
                     delay = RESYNC_SECONDS
                     if outcome.requeue_after is not None:
                         delay = min(delay, outcome.requeue_after + 0.05)
@@ -78,6 +94,7 @@ class Scheduler:
                     return
         finally:
             self._running.pop(key, None)
+            self._gone.discard(key)
 
     async def stop(self) -> None:
         for timer in self._timers.values():

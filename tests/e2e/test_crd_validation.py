@@ -68,7 +68,7 @@ def valid_manifest() -> Manifest:
             "progressDeadline": "10m",
             "keepWarm": "1h30m",
             "rollback": {"cooldown": "500ms"},
-            "traffic": {"provider": "gatewayapi"},
+            "traffic": {"provider": "gatewayapi", "gatewayAPI": {"parentRefs": [{"name": "web"}]}},
             "analysis": {
                 "interval": "30s",
                 "failureLimit": 2,

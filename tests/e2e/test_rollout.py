@@ -251,6 +251,9 @@ def test_shadow_then_blue_green(make_route, kubectl: KubectlFn) -> None:
             "shadow": {"duration": "2s", "mirrorPercent": 50},
             "blueGreen": {"previewDuration": "2s"},
         },
+        # Mirroring needs a route: provider none cannot copy requests. The Gateway need
+        # not exist for the HTTPRoute to be written.
+        traffic={"provider": "gatewayapi", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
     )
     r = make_route(body)
     r.wait("Stable", stable)

@@ -35,6 +35,10 @@ def image_template(image: str) -> dict[str, Any]:
     }
 
 
+MIRRORING_TRAFFIC = {"provider": "gatewayapi", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+"""The traffic of specs with a shadow stage unless a test says otherwise."""
+
+
 def spec_dict(
     *,
     replicas: int = 3,
@@ -52,6 +56,9 @@ def spec_dict(
         strategy["blueGreen"] = blue_green
     else:
         strategy["canary"] = {"steps": steps if steps is not None else [{"weight": 50}]}
+    if shadow is not None:
+        # Provider none cannot mirror, so a shadow stage needs a route that can.
+        extra.setdefault("traffic", MIRRORING_TRAFFIC)
     return {
         "replicas": replicas,
         "template": image_template(image),

@@ -313,10 +313,26 @@ def test_cel_rules_see_only_bounded_values(path: str, node: dict[str, Any], rule
         return  # the root rules read only metadata.name, which the API server bounds
     code = re.sub(r"'[^']*'", "''", rule["rule"])
     assert _bounded(node), path
-    item_vars = set(re.findall(r"self\.(?:all|exists|exists_one|map|filter)\((\w+),", code))
-    for var, field in re.findall(r"\b([a-z]\w*)\.([A-Za-z]\w*)\b(?!\s*\()", code):
-        parent = node["items"] if var in item_vars else node
-        assert _bounded(parent["properties"][field]), f"{path}: {var}.{field} is unbounded"
+    # Every chain a rule reads (self.a.b[0].c, or x.a where a macro binds x to the items
+    # of a list it walks) is resolved through the schema, each step checked.
+    bound: dict[str, dict[str, Any]] = {}
+    for chain, var in re.findall(
+        r"\b(self(?:\.\w+)*)\.(?:all|exists|exists_one|map|filter)\((\w+),", code
+    ):
+        bound[var] = _resolve(node, chain.removeprefix("self"), path)["items"]
+    for var, chain in re.findall(r"\b([a-z]\w*)((?:\.[A-Za-z]\w*\b(?!\s*\()|\[\d+\])+)", code):
+        if var == "self":
+            _resolve(node, chain, path)
+        elif var in bound:
+            _resolve(bound[var], chain, f"{path} {var}")
+
+
+def _resolve(node: dict[str, Any], chain: str, where: str) -> dict[str, Any]:
+    """The schema node a chain like ".a.b[0].c" reads, asserting each step is bounded."""
+    for field, index in re.findall(r"\.(\w+)|\[(\d+)\]", chain):
+        node = node["items"] if index else node["properties"][field]
+        assert _bounded(node), f"{where}: {chain} reads an unbounded value at {field or index}"
+    return node
 
 
 def test_name_rules_use_the_limit_of_the_children() -> None:

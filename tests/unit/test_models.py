@@ -82,6 +82,7 @@ def test_minimal_spec_gets_the_documented_defaults() -> None:
 def test_optional_sections_get_their_own_defaults() -> None:
     raw = minimal_spec()
     raw["strategy"]["shadow"] = {"duration": "5m"}
+    raw["traffic"] = {"provider": "istio"}  # provider none cannot mirror
     raw["analysis"] = {"metrics": [{"name": "errors", "query": "sum(x)", "max": 1}]}
     spec = ShadowRouteSpec.model_validate(raw)
     assert spec.strategy.shadow is not None and spec.strategy.shadow.mirror_percent == 100
@@ -92,6 +93,7 @@ def test_optional_sections_get_their_own_defaults() -> None:
 def test_to_k8s_is_camel_case_and_round_trips() -> None:
     raw = minimal_spec()
     raw["strategy"]["shadow"] = {"duration": "1h30m", "mirrorPercent": 25}
+    raw["traffic"] = {"provider": "istio"}  # provider none cannot mirror
     raw["service"]["ports"][0].update(targetPort="http", appProtocol="h2c")
     spec = ShadowRouteSpec.model_validate(raw)
     wire = spec.to_k8s()

@@ -238,9 +238,19 @@ TargetPort = Annotated[
 ]
 
 
-def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
-    """``x-kubernetes-validations`` for json_schema_extra, from (rule, message) pairs."""
-    return {"x-kubernetes-validations": [{"rule": rule, "message": msg} for rule, msg in rules]}
+def cel_rules(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """``x-kubernetes-validations`` for json_schema_extra, from (rule, message) pairs.
+
+    An optional third item is the rule's ``fieldPath`` (like ".strategy.shadow"): the
+    API server then reports the error at that field rather than at the rule's node.
+    """
+    out = []
+    for rule, message, *field_path in rules:
+        entry = {"rule": rule, "message": message}
+        if field_path:
+            entry["fieldPath"] = field_path[0]
+        out.append(entry)
+    return {"x-kubernetes-validations": out}
 
 
 def _plain(value: Any) -> Any:
@@ -521,14 +531,509 @@ class RollbackSpec(SpecModel):
     )
 
 
+# Traffic: patterns the providers' own APIs accept, so a bad value is refused at
+# `kubectl apply` of the ShadowRoute rather than when the operator writes the route.
+HEADER_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+"""Lowercase HTTP header names: Istio matches only lowercase keys; HTTP ignores case."""
+HEADER_VALUE_PATTERN = r"^[-._~a-zA-Z0-9/:]+$"
+"""What ingress-nginx accepts in canary-by-header-value; other characters are dropped."""
+COOKIE_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+PATH_PATTERN = r"^/$|^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/?$"
+"""An absolute path of plain segments: no "//", no "." or ".." segment, no escapes."""
+PREVIEW_PATH_PATTERN = r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$"
+ISTIO_HOST_PATTERN = (
+    r"^\*$|^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+ISTIO_GATEWAY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+MAX_COOKIE_NAME_LENGTH = 48
+"""Leaves room for the "-<revision>" that makes the nginx affinity cookie per rollout."""
+
+HeaderName = Annotated[str, StringConstraints(pattern=HEADER_NAME_PATTERN, max_length=128)]
+HeaderValue = Annotated[str, StringConstraints(pattern=HEADER_VALUE_PATTERN, max_length=128)]
+Hostname = Annotated[str, StringConstraints(pattern=HOSTNAME_PATTERN, max_length=253)]
+DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+RoutePath = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=1024)]
+
+
+class HeaderMatch(SpecModel):
+    """A request header and the exact value that selects a route."""
+
+    name: HeaderName = Field(description="Header name, lowercase (HTTP ignores case).")
+    value: HeaderValue = Field(
+        description="Exact value; letters, digits and -._~/: (what ingress-nginx accepts)."
+    )
+
+
+class PreviewSpec(SpecModel):
+    """Reach the new version on purpose while a rollout runs, whatever the weight."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.header) || has(self.pathPrefix)",
+                "spec.traffic.preview needs a header, a pathPrefix or both",
+            ),
+        )
+    )
+
+    header: HeaderMatch | None = Field(
+        None, description="Requests carrying this header and value reach the new version."
+    )
+    path_prefix: (
+        Annotated[str, StringConstraints(pattern=PREVIEW_PATH_PATTERN, max_length=256)] | None
+    ) = Field(
+        None,
+        description="Requests under this path reach the new version with the prefix "
+        "stripped (/preview/cart is served as /cart); gatewayapi and istio only.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> Self:
+        if self.header is None and self.path_prefix is None:
+            raise ValueError("spec.traffic.preview needs a header, a pathPrefix or both")
+        return self
+
+
+class CookieStickiness(SpecModel):
+    """Keep users who reached the canary on it, by a cookie the data plane hands out."""
+
+    name: Annotated[
+        str, StringConstraints(pattern=COOKIE_NAME_PATTERN, max_length=MAX_COOKIE_NAME_LENGTH)
+    ] = Field(description="Cookie name.")
+    max_age: Duration | None = Field(
+        None, description="Cookie lifetime; unset means until the browser closes."
+    )
+
+
+class HeaderStickiness(SpecModel):
+    """Keep clients who reached the canary on it, by a response header they send back."""
+
+    name: HeaderName = Field(
+        description="Header the canary's responses carry and the client sends back "
+        "(gatewayapi and istio only)."
+    )
+
+
+class StickinessSpec(SpecModel):
+    """Same user, same version: who reached the canary keeps reaching it for the
+    rollout."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.cookie) != has(self.header)",
+                "exactly one of spec.traffic.stickiness.cookie and "
+                "spec.traffic.stickiness.header must be set",
+            ),
+        )
+    )
+
+    cookie: CookieStickiness | None = Field(None, description="Sticky by cookie.")
+    header: HeaderStickiness | None = Field(None, description="Sticky by header.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.cookie is None) == (self.header is None):
+            raise ValueError(
+                "exactly one of spec.traffic.stickiness.cookie and "
+                "spec.traffic.stickiness.header must be set"
+            )
+        return self
+
+
+class ParentReference(SpecModel):
+    """A Gateway (or other parent) the HTTPRoute attaches to, as in Gateway API."""
+
+    group: DnsSubdomain | None = Field(
+        None, description="Group of the parent; unset means gateway.networking.k8s.io."
+    )
+    kind: (
+        Annotated[
+            str, StringConstraints(pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$", max_length=63)
+        ]
+        | None
+    ) = Field(None, description="Kind of the parent; unset means Gateway.")
+    namespace: DnsLabel | None = Field(
+        None, description="Namespace of the parent; unset means the ShadowRoute's."
+    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
+        description="Name of the parent."
+    )
+    section_name: DnsSubdomain | None = Field(
+        None, description="A listener of the Gateway, by name."
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="A listener of the Gateway, by port."
+    )
+
+
+class HTTPRouteReference(SpecModel):
+    """An HTTPRoute you own, and the rule in it whose weights the operator sets."""
+
+    name: DnsSubdomain = Field(description="Name of the HTTPRoute, in the ShadowRoute's namespace.")
+    rule: DnsSubdomain = Field(
+        description="Name of the rule (rules[].name); its backendRefs must be exactly "
+        "<name>-primary and <name>-canary."
+    )
+
+
+_OWN_ROUTE_KEEPS_ITS_FIELDS = (
+    "spec.traffic.gatewayAPI.hostnames and path belong to your HTTPRoute when "
+    "spec.traffic.gatewayAPI.httpRoute is set"
+)
+_ROUTE_OR_PARENTS = (
+    "exactly one of spec.traffic.gatewayAPI.parentRefs (an HTTPRoute the operator owns) "
+    "and spec.traffic.gatewayAPI.httpRoute (the weights of a rule in yours) must be set"
+)
+
+
+class GatewayAPITraffic(SpecModel):
+    """Gateway API: an HTTPRoute the operator owns, or one rule of an HTTPRoute you own."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("has(self.parentRefs) != has(self.httpRoute)", _ROUTE_OR_PARENTS),
+            (
+                "!has(self.httpRoute) || (!has(self.hostnames) && !has(self.path))",
+                _OWN_ROUTE_KEEPS_ITS_FIELDS,
+            ),
+        )
+    )
+
+    parent_refs: list[ParentReference] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Gateways the owned HTTPRoute attaches to.",
+    )
+    hostnames: list[Hostname] | None = Field(
+        None, min_length=1, max_length=16, description="Hostnames of the owned HTTPRoute."
+    )
+    path: RoutePath | None = Field(
+        None, description="Path prefix the owned HTTPRoute matches; unset means /."
+    )
+    http_route: HTTPRouteReference | None = Field(
+        None,
+        description="Instead of an owned route: set only the weights (and the mirror) of "
+        "one rule of this HTTPRoute, which stays yours.",
+    )
+
+    @model_validator(mode="after")
+    def _owned_or_yours(self) -> Self:
+        if (self.parent_refs is None) == (self.http_route is None):
+            raise ValueError(_ROUTE_OR_PARENTS)
+        if self.http_route is not None and (self.hostnames is not None or self.path is not None):
+            raise ValueError(_OWN_ROUTE_KEEPS_ITS_FIELDS)
+        return self
+
+
+class NginxTraffic(SpecModel):
+    """ingress-nginx: a stable Ingress and a -canary Ingress with canary annotations."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.tlsSecretName) || has(self.host)",
+                "spec.traffic.nginx.tlsSecretName needs spec.traffic.nginx.host",
+            ),
+        )
+    )
+
+    ingress_class_name: DnsSubdomain | None = Field(
+        None, description="IngressClass of ingress-nginx; unset means the cluster default."
+    )
+    host: Hostname | None = Field(None, description="Host the Ingresses serve; unset means any.")
+    path: RoutePath | None = Field(None, description="Path prefix; unset means /.")
+    tls_secret_name: DnsSubdomain | None = Field(
+        None, description="Secret with the TLS certificate for host."
+    )
+    cluster_domain: DnsSubdomain = Field(
+        "cluster.local",
+        description="The cluster's DNS domain, for the mirror URL: ingress-nginx resolves "
+        "it without search domains.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_needs_host(self) -> Self:
+        if self.tls_secret_name is not None and self.host is None:
+            raise ValueError("spec.traffic.nginx.tlsSecretName needs spec.traffic.nginx.host")
+        return self
+
+
+class IstioTraffic(SpecModel):
+    """Istio: a VirtualService with weighted destinations."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.gateways) || has(self.hosts)",
+                "spec.traffic.istio.hosts is required with spec.traffic.istio.gateways",
+            ),
+        )
+    )
+
+    hosts: (
+        list[Annotated[str, StringConstraints(pattern=ISTIO_HOST_PATTERN, max_length=253)]] | None
+    ) = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="Hosts of the VirtualService; unset means the ShadowRoute's own "
+        "Service <name> (traffic inside the mesh).",
+    )
+    gateways: (
+        list[Annotated[str, StringConstraints(pattern=ISTIO_GATEWAY_PATTERN, max_length=253)]]
+        | None
+    ) = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="Istio Gateways ([namespace/]name, or mesh); unset means the mesh only.",
+    )
+    path: RoutePath | None = Field(None, description="Path prefix; unset means every path.")
+
+    @model_validator(mode="after")
+    def _gateways_need_hosts(self) -> Self:
+        if self.gateways is not None and self.hosts is None:
+            raise ValueError(
+                "spec.traffic.istio.hosts is required with spec.traffic.istio.gateways"
+            )
+        return self
+
+
+def _section_rules() -> list[tuple[str, str, str]]:
+    rules = []
+    for key, provider in (("gatewayAPI", "gatewayapi"), ("nginx", "nginx"), ("istio", "istio")):
+        rules.append(
+            (
+                f"!has(self.{key}) || self.provider == '{provider}'",
+                f"spec.traffic.{key} is set but spec.traffic.provider is not {provider}",
+                f".{key}",
+            )
+        )
+    return rules
+
+
+TRAFFIC_RULES: list[tuple[str, str, str]] = [
+    *_section_rules(),
+    (
+        "self.provider != 'gatewayapi' || has(self.gatewayAPI)",
+        "spec.traffic.gatewayAPI is required with provider gatewayapi: parentRefs for an "
+        "HTTPRoute the operator owns, or httpRoute for a rule of yours",
+        ".gatewayAPI",
+    ),
+    (
+        "self.provider != 'none' || !has(self.port)",
+        "spec.traffic.port is for the route of a provider; provider none has no route",
+        ".port",
+    ),
+    (
+        "self.provider != 'none' || !has(self.preview)",
+        "spec.traffic.preview needs a provider that routes by header or path (gatewayapi, "
+        "nginx or istio); with none, reach the new version through the <name>-canary Service",
+        ".preview",
+    ),
+    (
+        "self.provider != 'none' || !has(self.stickiness)",
+        "spec.traffic.stickiness needs a provider that routes by cookie or header (gatewayapi, "
+        "nginx or istio): with none one Service picks a pod per connection",
+        ".stickiness",
+    ),
+    (
+        "self.provider != 'nginx' || !has(self.preview) || !has(self.preview.pathPrefix)",
+        "spec.traffic.preview.pathPrefix is not supported with provider nginx: the canary "
+        "Ingress must serve the stable Ingress's paths; use spec.traffic.preview.header",
+        ".preview.pathPrefix",
+    ),
+    (
+        "self.provider != 'nginx' || !has(self.stickiness) || !has(self.stickiness.header)",
+        "spec.traffic.stickiness.header is not supported with provider nginx: ingress-nginx "
+        "cannot add a header to the canary's responses; use spec.traffic.stickiness.cookie",
+        ".stickiness.header",
+    ),
+    (
+        "!has(self.gatewayAPI) || !has(self.gatewayAPI.httpRoute) || !has(self.preview)",
+        "spec.traffic.preview is not supported with spec.traffic.gatewayAPI.httpRoute: the "
+        "operator changes only the weights and mirror of your rule; add a preview rule "
+        "to <name>-canary to your HTTPRoute",
+        ".preview",
+    ),
+    (
+        "!has(self.gatewayAPI) || !has(self.gatewayAPI.httpRoute) || !has(self.stickiness)",
+        "spec.traffic.stickiness is not supported with spec.traffic.gatewayAPI.httpRoute: it "
+        "needs rules of its own in the route, which stays yours",
+        ".stickiness",
+    ),
+]
+
+
 class TrafficSpec(SpecModel):
-    """The data plane that carries the weights and the mirror."""
+    """The data plane that carries the weights, the mirror, the preview and stickiness."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules(*TRAFFIC_RULES))
 
     provider: TrafficProvider = Field(
         TrafficProvider.NONE,
         description="gatewayapi, nginx or istio; none weights by replica ratio behind "
         "one Service and cannot mirror.",
     )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Service port the route sends traffic to; unset means the first port "
+        "of spec.service.ports.",
+    )
+    gateway_api: GatewayAPITraffic | None = Field(
+        None, alias="gatewayAPI", description="Settings of provider gatewayapi."
+    )
+    nginx: NginxTraffic | None = Field(None, description="Settings of provider nginx.")
+    istio: IstioTraffic | None = Field(None, description="Settings of provider istio.")
+    preview: PreviewSpec | None = Field(
+        None, description="A route to the new version while a rollout runs."
+    )
+    stickiness: StickinessSpec | None = Field(
+        None, description="Keep who reached the canary on it for the rollout."
+    )
+
+    @model_validator(mode="after")
+    def _fits_the_provider(self) -> Self:
+        """The Python twin of TRAFFIC_RULES, in the same order with the same messages."""
+        sections = {"gatewayAPI": self.gateway_api, "nginx": self.nginx, "istio": self.istio}
+        own_route = self.gateway_api is not None and self.gateway_api.http_route is not None
+        preview_path = self.preview is not None and self.preview.path_prefix is not None
+        sticky_header = self.stickiness is not None and self.stickiness.header is not None
+        broken = [
+            *(
+                sections[key] is not None and self.provider != provider
+                for key, provider in (
+                    ("gatewayAPI", "gatewayapi"),
+                    ("nginx", "nginx"),
+                    ("istio", "istio"),
+                )
+            ),
+            self.provider == "gatewayapi" and self.gateway_api is None,
+            self.provider == "none" and self.port is not None,
+            self.provider == "none" and self.preview is not None,
+            self.provider == "none" and self.stickiness is not None,
+            self.provider == "nginx" and preview_path,
+            self.provider == "nginx" and sticky_header,
+            own_route and self.preview is not None,
+            own_route and self.stickiness is not None,
+        ]
+        for failed, (_, message, _) in zip(broken, TRAFFIC_RULES, strict=True):
+            if failed:
+                raise ValueError(message)
+        return self
+
+
+class NoDataPolicy(StrEnum):
+    """What a check concludes when it has no single usable value (see docs/analysis.md)."""
+
+    FAIL = "fail"
+    HOLD = "hold"
+    PASS = "pass"
+
+
+class UnreachablePolicy(StrEnum):
+    """What happens once Prometheus has been unreachable for unreachable.timeout."""
+
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+
+
+class MetricPreset(StrEnum):
+    """A ready-made check: the query (and its request count) come from the convention."""
+
+    ERROR_RATE = "error-rate"
+    LATENCY_P50 = "latency-p50"
+    LATENCY_P90 = "latency-p90"
+    LATENCY_P95 = "latency-p95"
+    LATENCY_P99 = "latency-p99"
+
+
+class MetricConvention(StrEnum):
+    """Which metric names and labels the presets query."""
+
+    HTTP = "http"
+    ISTIO = "istio"
+    LINKERD = "linkerd"
+    NGINX = "nginx"
+
+
+class NotificationEvent(StrEnum):
+    """What a webhook is told about."""
+
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    HELD = "Held"
+
+
+class WebhookType(StrEnum):
+    """The body a webhook gets: our JSON document, or a Slack-compatible {"text": ...}."""
+
+    JSON = "json"
+    SLACK = "slack"
+
+
+TEMPLATE_PLACEHOLDERS = (
+    "namespace",
+    "name",
+    "service",
+    "primary",
+    "canary",
+    "shadow",
+    "target",
+    "revision",
+    "stableRevision",
+    "canaryRevision",
+    "interval",
+    "window",
+)
+"""What ``{{ placeholder }}`` a query template may use (see analysis/templates.py)."""
+
+_KNOWN_PLACEHOLDERS_ONLY = (
+    "^([^{]|[{][^{]|[{][{] *(" + "|".join(TEMPLATE_PLACEHOLDERS) + ") *[}][}])*[{]?$"
+)
+"""Every "{{" opens a known placeholder (character classes: no escapes to get wrong in CEL)."""
+_UNKNOWN_PLACEHOLDER = "unknown or unclosed {{ placeholder }}; known: " + ", ".join(
+    "{{ " + p + " }}" for p in TEMPLATE_PLACEHOLDERS
+)
+MAX_QUERY_LENGTH = 4096
+URL_PATTERN = r"^https?://[^\s/@?#]+(/[^\s?#]*)?$"
+"""http(s), a host and an optional path: no credentials and no query string in the URL
+(it is shown in status messages; credentials go in a Secret)."""
+WEBHOOK_URL_PATTERN = r"^https?://[^\s/@?#]+(/[^\s#]*)?$"
+"""A webhook may carry a query string (it is never shown); still no user:password@."""
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+
+def _check_placeholders(query: str | None) -> str | None:
+    """The Python twin of the CEL rule on query templates."""
+    if query is not None and not re.fullmatch(_KNOWN_PLACEHOLDERS_ONLY[1:-1], query):
+        raise ValueError(_UNKNOWN_PLACEHOLDER)
+    return query
+
+
+QueryTemplate = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH),
+    AfterValidator(_check_placeholders),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_QUERY_LENGTH,
+            "x-kubernetes-validations": [
+                {"rule": f"self.matches('{_KNOWN_PLACEHOLDERS_ONLY}')",
+                 "message": _UNKNOWN_PLACEHOLDER}
+            ],
+        }
+    ),
+]  # fmt: skip
+"""A PromQL query with ``{{ placeholders }}``; every substituted value is escaped."""
 
 
 class MetricCheck(SpecModel):
@@ -541,32 +1046,224 @@ class MetricCheck(SpecModel):
                 "!has(self.min) || !has(self.max) || self.min <= self.max",
                 "min must not be greater than max",
             ),
+            (
+                "has(self.query) != has(self.preset)",
+                "exactly one of query and preset must be set",
+            ),
+            (
+                "!has(self.minRequests) || has(self.preset) || has(self.requestCountQuery)",
+                "minRequests needs a preset or a requestCountQuery to count the requests",
+            ),
+            (
+                "!has(self.requestCountQuery) || has(self.minRequests)",
+                "requestCountQuery is only used with minRequests",
+            ),
+            ("!has(self.convention) || has(self.preset)", "convention is only used with a preset"),
         )
     )
 
     name: DnsLabel = Field(description="Name of the check (a DNS label), unique in the list.")
-    query: str = Field(min_length=1, description="PromQL query returning one value.")
+    query: QueryTemplate | None = Field(
+        None,
+        description="PromQL returning exactly one sample, with {{ placeholders }} "
+        "(docs/analysis.md); exactly one of query and preset.",
+    )
+    preset: MetricPreset | None = Field(
+        None,
+        description="A ready-made query: error-rate (5xx / all requests) or latency-pNN "
+        "(seconds) of the new version; exactly one of query and preset.",
+    )
+    convention: MetricConvention | None = Field(
+        None,
+        description="Metric names the preset queries; unset means spec.analysis.convention.",
+    )
     min: float | None = Field(None, description="Lowest passing value.")
     max: float | None = Field(None, description="Highest passing value.")
+    no_data: NoDataPolicy = Field(
+        NoDataPolicy.HOLD,
+        description="When there is no single usable value (no series, several, NaN, too "
+        "few requests): fail counts a failed run, hold waits (never advances, never rolls "
+        "back), pass lets it through.",
+    )
+    min_requests: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000_000,
+        description="Requests the new version must have served in the window before this "
+        "check counts; fewer is no data.",
+    )
+    request_count_query: QueryTemplate | None = Field(
+        None,
+        description="PromQL counting the requests for minRequests; presets bring their own.",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:
+        """The Python twin of the CEL rules above, in the same order with the same messages."""
         if self.min is None and self.max is None:
             raise ValueError("at least one of min or max must be set")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min must not be greater than max")
+        if (self.query is None) == (self.preset is None):
+            raise ValueError("exactly one of query and preset must be set")
+        if self.min_requests is not None and self.preset is None and not self.request_count_query:
+            raise ValueError(
+                "minRequests needs a preset or a requestCountQuery to count the requests"
+            )
+        if self.request_count_query is not None and self.min_requests is None:
+            raise ValueError("requestCountQuery is only used with minRequests")
+        if self.convention is not None and self.preset is None:
+            raise ValueError("convention is only used with a preset")
         return self
+
+
+class SecretReference(SpecModel):
+    """A Secret in the ShadowRoute's namespace."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+
+
+class SecretKeyReference(SpecModel):
+    """One key of a Secret in the ShadowRoute's namespace."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    key: Annotated[str, StringConstraints(pattern=SECRET_KEY_PATTERN, max_length=253)] = Field(
+        description="Key in the Secret's data."
+    )
+
+
+class PrometheusSpec(SpecModel):
+    """Where Prometheus answers, and how to authenticate to it."""
+
+    address: Annotated[str, StringConstraints(pattern=URL_PATTERN, max_length=2048)] = Field(
+        description="Base URL of the Prometheus HTTP API (http://prometheus.monitoring:9090); "
+        "/api/v1/query is appended. No credentials here: use secretRef."
+    )
+    secret_ref: SecretReference | None = Field(
+        None,
+        description="A Secret with `token` (bearer), or `username` and `password` (basic "
+        "auth), and/or `ca.crt` (a PEM CA bundle for https). Read at every run, never "
+        "logged or written to status.",
+    )
+    timeout: Duration = Field("5s", description="Timeout of one query attempt.")
+
+
+class UnreachableSpec(SpecModel):
+    """Prometheus does not answer: the rollout holds; after timeout the policy decides."""
+
+    timeout: Duration = Field(
+        "5m", description="How long Prometheus may be unreachable before the policy applies."
+    )
+    policy: UnreachablePolicy = Field(
+        UnreachablePolicy.HOLD,
+        description="hold keeps waiting (never advances); rollback rolls back.",
+    )
+
+
+class Webhook(SpecModel):
+    """An HTTP endpoint told about promotions, rollbacks and holds."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.url) != has(self.urlSecretRef)",
+                "exactly one of url and urlSecretRef must be set",
+            ),
+        )
+    )
+
+    name: DnsLabel = Field(description="Name of the webhook (for logs and status).")
+    type: WebhookType = Field(
+        WebhookType.JSON,
+        description='json posts our JSON document; slack posts {"text": ...} (Slack, '
+        "Mattermost, Rocket.Chat incoming webhooks).",
+    )
+    url: Annotated[str, StringConstraints(pattern=WEBHOOK_URL_PATTERN, max_length=2048)] | None = (
+        Field(None, description="Where to POST; exactly one of url and urlSecretRef.")
+    )
+    url_secret_ref: SecretKeyReference | None = Field(
+        None,
+        description="A Secret key holding the URL (a Slack webhook URL is a credential).",
+    )
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: list(NotificationEvent),
+        min_length=1,
+        max_length=3,
+        description="Promoted, RolledBack and/or Held (the analysis holds the rollout).",
+        json_schema_extra={"default": [e.value for e in NotificationEvent]},
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Self:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("exactly one of url and urlSecretRef must be set")
+        return self
+
+
+class NotificationSpec(SpecModel):
+    """Webhooks, with a cooldown so that an outage does not spam them."""
+
+    webhooks: list[Webhook] = Field(
+        min_length=1,
+        max_length=10,
+        description="Where to send notifications.",
+        json_schema_extra=cel_rules(
+            (
+                "self.all(w, self.exists_one(v, v.name == w.name))",
+                "webhook names must be unique",
+            ),
+        ),
+    )
+    cooldown: Duration = Field(
+        "5m",
+        description="The same notification (kind, route, revision or reason) is sent at "
+        "most once per cooldown.",
+    )
+    hold_after: Duration = Field(
+        "1m",
+        description="A hold (AnalysisHealthy False while a rollout runs) is told once it "
+        "has lasted this long: the first runs of a step often have no data yet.",
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _names_unique(cls, webhooks: list[Webhook]) -> list[Webhook]:
+        names = [w.name for w in webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook names must be unique")
+        return webhooks
 
 
 class AnalysisSpec(SpecModel):
     """The health checks asked of Prometheus at every stage."""
 
+    prometheus: PrometheusSpec | None = Field(
+        None,
+        description="The Prometheus to ask; unset means the operator's SHADOWROUTE_PROMETHEUS_URL.",
+    )
     interval: Duration = Field("30s", description="How often the checks run.")
     failure_limit: int = Field(
         2,
         ge=0,
         le=100,
         description="Failed runs in a row tolerated; one more rolls back.",
+    )
+    window: Duration = Field(
+        "1m",
+        description="Range of the rates in presets ({{ window }}): at least two scrape intervals.",
+    )
+    convention: MetricConvention = Field(
+        MetricConvention.HTTP,
+        description="Metric names the presets query: http (http_requests_total, "
+        "http_request_duration_seconds), istio, linkerd or nginx (ingress-nginx).",
+    )
+    unreachable: UnreachableSpec = Field(
+        default_factory=UnreachableSpec,
+        description="What happens while Prometheus does not answer.",
+        json_schema_extra={"default": {}},
+    )
+    notifications: NotificationSpec | None = Field(
+        None, description="Webhooks told about promotions, rollbacks and holds."
     )
     metrics: list[MetricCheck] = Field(
         default_factory=list,
@@ -589,8 +1286,42 @@ class AnalysisSpec(SpecModel):
         return metrics
 
 
+SPEC_TRAFFIC_RULES: list[tuple[str, str, str]] = [
+    (
+        "self.traffic.provider != 'none' || !has(self.strategy.shadow)",
+        "spec.strategy.shadow needs a traffic provider that can mirror requests (gatewayapi, "
+        "nginx or istio): spec.traffic.provider none moves whole requests between pods and "
+        "cannot copy them",
+        ".strategy.shadow",
+    ),
+    (
+        "self.traffic.provider != 'nginx' || !has(self.strategy.shadow) || "
+        "self.strategy.shadow.mirrorPercent == 100",
+        "spec.strategy.shadow.mirrorPercent must be 100 with spec.traffic.provider nginx: "
+        "ingress-nginx's mirror-target annotation copies every request",
+        ".strategy.shadow.mirrorPercent",
+    ),
+    (
+        "!has(self.traffic.port) || "
+        "self.service.ports.exists(p, p.port == self.traffic.port && p.protocol == 'TCP')",
+        "spec.traffic.port must be the port of a TCP entry of spec.service.ports",
+        ".traffic.port",
+    ),
+    (
+        "self.traffic.provider == 'none' || has(self.traffic.port) || "
+        "self.service.ports[0].protocol == 'TCP'",
+        "spec.traffic.port is required when the first port of spec.service.ports is not TCP: "
+        "routes carry HTTP",
+        ".traffic.port",
+    ),
+]
+"""Traffic rules that need more of the spec than spec.traffic (see TRAFFIC_RULES)."""
+
+
 class ShadowRouteSpec(SpecModel):
     """The service and the version it should run; the operator never writes it."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules(*SPEC_TRAFFIC_RULES))
 
     replicas: int = Field(1, ge=0, le=1000, description="Pods of the primary version.")
     template: PodTemplate = Field(
@@ -615,11 +1346,32 @@ class ShadowRouteSpec(SpecModel):
     traffic: TrafficSpec = Field(
         default_factory=TrafficSpec,
         description="The data plane that shifts and mirrors traffic.",
-        json_schema_extra={"default": {}},
+        # Spelled out: the API server checks a default against the CEL rules as written.
+        json_schema_extra={"default": {"provider": "none"}},
     )
     analysis: AnalysisSpec | None = Field(
         None, description="Prometheus checks; unset means readiness alone gates progress."
     )
+
+    @model_validator(mode="after")
+    def _traffic_fits_the_spec(self) -> Self:
+        """The Python twin of SPEC_TRAFFIC_RULES, in the same order with the same messages."""
+        traffic, shadow, ports = self.traffic, self.strategy.shadow, self.service.ports
+        broken = [
+            traffic.provider == TrafficProvider.NONE and shadow is not None,
+            traffic.provider == TrafficProvider.NGINX
+            and shadow is not None
+            and shadow.mirror_percent != 100,
+            traffic.port is not None
+            and not any(p.port == traffic.port and p.protocol == Protocol.TCP for p in ports),
+            traffic.provider != TrafficProvider.NONE
+            and traffic.port is None
+            and ports[0].protocol != Protocol.TCP,
+        ]
+        for failed, (_, message, _) in zip(broken, SPEC_TRAFFIC_RULES, strict=True):
+            if failed:
+                raise ValueError(message)
+        return self
 
 
 # --------------------------------------------------------------------------- status
@@ -663,6 +1415,16 @@ class MetricResult(StatusModel):
         None, description="Value returned; unset when there was none or it was not finite."
     )
     verdict: Verdict = Field(Verdict.INCONCLUSIVE, description="Pass, Fail or Inconclusive.")
+    reason: str = Field(
+        "",
+        max_length=128,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Why, in one CamelCase word: WithinBounds, AboveMax, BelowMin, NoData, "
+        "NaN, Infinite, MultipleSeries, TooFewRequests, InvalidQuery.",
+    )
+    requests: MetricValue = Field(
+        None, description="Requests counted for minRequests, when it is set."
+    )
     query: str = Field("", description="The query as sent, placeholders resolved.")
     checked_at: Timestamp | None = Field(None, description="When the query was answered.")
     message: str = Field("", description="Why the verdict, for people.")
@@ -673,6 +1435,27 @@ class AnalysisStatus(StatusModel):
 
     consecutive_failures: int = Field(0, ge=0, description="Failed runs in a row.")
     last_run_at: Timestamp | None = Field(None, description="When the checks last ran.")
+    verdict: Verdict | None = Field(
+        None, description="Of the last run: Pass (every check passed), Fail or Inconclusive."
+    )
+    reason: str = Field(
+        "",
+        max_length=128,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Of the last run, in one CamelCase word (the AnalysisHealthy reason).",
+    )
+    message: str = Field("", description="Of the last run, for people.")
+    revision: str = Field("", description="The revision the last run looked at.")
+    target: str = Field("", description="The Service of that revision the presets queried.")
+    traffic_since: Timestamp | None = Field(
+        None,
+        description="Since when that Service carries that revision's traffic: "
+        "{{ window }} never reaches back further, so the samples of an earlier revision "
+        "behind the same Service do not dilute the new one's.",
+    )
+    unreachable_since: Timestamp | None = Field(
+        None, description="Since when Prometheus has not answered; unset when it answers."
+    )
     metrics: list[MetricResult] = Field(
         default_factory=list, description="Result of each check in the last run."
     )

@@ -133,20 +133,52 @@ class Kube:
 
     # ------------------------------------------------------------------ writes
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
         """Server-side apply of one object under our field manager (force: we own what
-        we create, and taking a field back from a drive-by `kubectl edit` is the point)."""
+        we create, and taking a field back from a drive-by `kubectl edit` is the point).
+        Without force, fields another manager owns are a 409 Conflict instead: how an
+        object of someone else's that merely has our name is never taken over."""
         path = resource_path(obj)
         result = await self._run(
             self._call,
             "PATCH",
             path,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")],
             body=obj,
             content_type=APPLY_PATCH,
         )
         writes.add(obj["kind"])
         return result
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object as it is now; None when it does not exist. A kind the API server
+        does not serve (its CRD is missing) raises, as a 404 without an object name."""
+        path = _PATHS[kind].format(ns=namespace, name=name)
+        try:
+            return await self._run(self._call, "GET", path)
+        except ApiException as exc:
+            if exc.status == 404 and _names_an_object(exc):
+                return None
+            raise
+
+    async def delete(self, obj: dict[str, Any]) -> None:
+        """Delete one object, only if it is still the one that was read (uid
+        precondition); already gone is fine."""
+        meta = obj["metadata"]
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if meta.get("uid"):
+            body["preconditions"] = {"uid": meta["uid"]}
+        try:
+            await self._run(self._call, "DELETE", resource_path(obj), body=body)
+        except ApiException as exc:
+            if exc.status == 404 and _names_an_object(exc):
+                return
+            raise
+        writes.add(f"{obj['kind']}/delete")
 
     async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Apply the whole status: fields we no longer set are removed (we own them)."""
@@ -222,6 +254,15 @@ def resource_path(obj: dict[str, Any]) -> str:
 
 def collection_path(kind: str, namespace: str) -> str:
     return _PATHS[kind].format(ns=namespace, name="").rstrip("/")
+
+
+def _names_an_object(exc: ApiException) -> bool:
+    """A 404 about an object (a Status naming it), not about its kind."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and bool((body.get("details") or {}).get("name"))
 
 
 def api_error_reason(exc: ApiException) -> tuple[str, str]:

@@ -11,6 +11,8 @@ from .observe import Observation
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+ANALYSIS_HEALTHY = "AnalysisHealthy"
+ANALYSIS_PENDING = "AnalysisPending"
 AVAILABLE_REASON = "Available"
 
 
@@ -27,6 +29,25 @@ def update(s: ShadowRouteStatus, obs: Observation, now: datetime, paused: bool) 
     _ready(s, obs, now)
     _progressing(s, now, paused)
     _degraded(s, obs, now)
+    _analysis_healthy(s, obs, now)
+
+
+def _analysis_healthy(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
+    """AnalysisHealthy: the verdict of the last analysis run, as stored in
+    status.analysis (so a restart or an idle stage keeps showing it). Absent when the
+    spec has no analysis."""
+    if obs.analysis is None:
+        s.conditions = [c for c in s.conditions if c.type != ANALYSIS_HEALTHY]
+        return
+    a = s.analysis
+    if a.verdict is None:
+        status, reason = "Unknown", a.reason or ANALYSIS_PENDING
+        message = a.message or "no analysis run yet"
+    elif a.verdict == "Pass":
+        status, reason, message = "True", a.reason or "AnalysisPassed", a.message
+    else:
+        status, reason, message = "False", a.reason or "AnalysisFailed", a.message
+    set_condition(s, ANALYSIS_HEALTHY, status, reason, message, now)
 
 
 def _ready(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:

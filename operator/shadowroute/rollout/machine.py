@@ -278,8 +278,16 @@ def _analysis_failed(run: _Run) -> bool:
 
 
 def _analysis_allows_advance(run: _Run) -> bool:
+    """Healthy, by a run made after this stage's traffic was set: a pass measured
+    before the weight moved says nothing about the new weight. stage_ready_at is stored
+    to the second, so the run must come after the end of that second."""
     a = _analysis(run)
-    return a is None or a.health is Health.HEALTHY
+    if a is None:
+        return True
+    if a.health is not Health.HEALTHY:
+        return False
+    ready = parse_time(run.s.stage_ready_at)
+    return a.evidence_at is None or ready is None or a.evidence_at >= ready + timedelta(seconds=1)
 
 
 # --------------------------------------------------------------------------- stages
@@ -566,6 +574,14 @@ def _succeeded(run: _Run) -> None:
         s.message = (
             f"revision {s.stable_revision} serves; "
             f"{s.previous_revision} warm until {timestamp(warm_until)}"
+        )
+        return
+    a = _analysis(run)
+    if warm and not newer_waits and a is not None and a.health is not Health.HEALTHY:
+        # The previous revision is the way back: it stays until the checks pass.
+        s.message = (
+            f"revision {s.stable_revision} serves; {s.previous_revision} kept warm until "
+            "the analysis passes"
         )
         return
     # Hand over: primary takes the new template; traffic stays on the canary until then.

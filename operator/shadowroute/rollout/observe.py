@@ -7,6 +7,7 @@ API server or the clock itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -55,6 +56,9 @@ class AnalysisSignal:
     health: Health
     reason: str = ""
     message: str = ""
+    evidence_at: datetime | None = None
+    """When the passing run that makes it Healthy ran. A stage advances only on a run
+    made after its traffic was set (stage_ready_at); None when unknown (no constraint)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,135 @@
+"""What the analysis looks at now, and when it runs next. Pure.
+
+It runs in the stages where a new revision takes (or may take back) real traffic:
+Shadowing, Progressing, Promoting, and Succeeded while the previous revision is still
+warm — a failure there moves traffic back to it at once. It waits until the new
+revision receives traffic (its first step ready, or the mirror on): before that a
+"no data" would only be the pods starting, and a `fail` policy would roll them back
+for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..api.duration import parse_duration
+from ..api.models import (
+    AnalysisSpec,
+    AnalysisStatus,
+    ShadowRouteStatus,
+    Stage,
+    Verdict,
+    parse_timestamp,
+)
+from ..render.workloads import CANARY, PRIMARY, SHADOW, child_name
+from ..rollout.observe import AnalysisSignal, Health
+from .templates import Context
+
+PENDING = "AnalysisPending"
+ROLLOUT_STAGES = (Stage.SHADOWING, Stage.PROGRESSING, Stage.PROMOTING)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The revision under analysis and the Service its traffic reaches."""
+
+    revision: str
+    target: str
+    baseline: str
+    """The revision the primary Deployment runs: what the new one is compared with."""
+    receiving_traffic: bool
+
+
+def scope_of(status: ShadowRouteStatus, name: str) -> Scope | None:
+    """What to analyse in this status; None when no new revision is on trial."""
+    stage = status.stage
+    if stage in ROLLOUT_STAGES and status.canary_revision:
+        role = SHADOW if stage == Stage.SHADOWING else CANARY
+        live = bool(status.stage_ready_at) or status.canary_weight > 0
+        live = live or status.mirror_percent > 0
+        return Scope(
+            status.canary_revision,
+            child_name(name, role),
+            status.primary_revision or status.stable_revision,
+            live,
+        )
+    warm = bool(status.previous_revision) and status.primary_revision == status.previous_revision
+    if stage == Stage.SUCCEEDED and warm:
+        return Scope(
+            status.stable_revision, child_name(name, CANARY), status.previous_revision, True
+        )
+    return None
+
+
+def traffic_start(status: ShadowRouteStatus, now: datetime) -> datetime:
+    """When the Service under analysis began to carry the new revision's traffic: after
+    the second in which its stage became ready (stored to the second), else when the
+    rollout began, else now."""
+    if status.stage_ready_at:
+        return parse_timestamp(status.stage_ready_at) + timedelta(seconds=1)
+    if status.rollout_started_at:
+        return parse_timestamp(status.rollout_started_at)
+    return now
+
+
+def window(spec: AnalysisSpec, since: datetime, now: datetime) -> float:
+    """The rate window: spec.analysis.window, or only the time since the traffic began
+    (shorter than two scrapes, a rate has no data yet: the honest answer)."""
+    return max(min(parse_duration(spec.window), (now - since).total_seconds()), 0.001)
+
+
+def context(
+    spec: AnalysisSpec,
+    status: ShadowRouteStatus,
+    scope: Scope,
+    namespace: str,
+    name: str,
+    window_seconds: float,
+) -> Context:
+    return Context(
+        namespace=namespace,
+        name=name,
+        primary=child_name(name, PRIMARY),
+        canary=child_name(name, CANARY),
+        shadow=child_name(name, SHADOW),
+        target=scope.target,
+        revision=scope.revision,
+        stable_revision=scope.baseline,
+        canary_revision=status.canary_revision or scope.revision,
+        interval=parse_duration(spec.interval),
+        window=window_seconds,
+    )
+
+
+def next_run(spec: AnalysisSpec, last: AnalysisStatus) -> datetime | None:
+    """When the next run is due by the clock (None: never ran, due now)."""
+    if not last.last_run_at:
+        return None
+    return parse_timestamp(last.last_run_at) + timedelta(seconds=parse_duration(spec.interval))
+
+
+def due(spec: AnalysisSpec, last: AnalysisStatus, scope: Scope, now: datetime) -> bool:
+    """A run is due when the interval has passed, or what it would look at changed (a
+    new revision, the shadow giving way to the canary, the checks edited)."""
+    if last.revision != scope.revision or last.target != scope.target:
+        return True
+    if [m.name for m in last.metrics] != [m.name for m in spec.metrics]:
+        return True
+    when = next_run(spec, last)
+    return when is None or now >= when - timedelta(milliseconds=50)
+
+
+def standing_signal(last: AnalysisStatus, scope: Scope) -> AnalysisSignal:
+    """The signal between runs: what the last run of this revision said. It never
+    says Failed — a rollback happens in the reconcile of the run that decided it."""
+    if last.revision == scope.revision and last.verdict == Verdict.PASS and last.last_run_at:
+        evidence = parse_timestamp(last.last_run_at)
+        return AnalysisSignal(Health.HEALTHY, last.reason, last.message, evidence_at=evidence)
+    return AnalysisSignal(Health.PENDING, last.reason or PENDING, last.message)
+
+
+def run_time(now: datetime) -> str:
+    """A run's time, to the millisecond: the next run is scheduled from it, and a
+    step advances only on a run after its traffic was set (stored to the second)."""
+    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

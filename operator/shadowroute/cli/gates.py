@@ -1,0 +1,101 @@
+"""The gates a person pulls on a rollout, decided without I/O: which gate makes sense in
+which state, and the token written into the annotation.
+
+The operator acts on a gate once, when the annotation's token differs from the one it
+recorded in `status.gates`; pause and resume are ordered by comparing their tokens as
+strings, so a token must sort like the time it was written: RFC 3339 in UTC with a
+fixed nine-digit fraction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+GATES = ("promote", "abort", "pause", "resume", "retry")
+PREFIX = "shadowroute.io/"
+ROLLOUT_STAGES = ("Shadowing", "Progressing", "Promoting")
+
+
+def token(now_ns: int | None = None) -> str:
+    """`2026-11-25T05:00:00.123456789Z`: sortable as a string, unique per nanosecond."""
+    ns = time.time_ns() if now_ns is None else now_ns
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def annotation(gate: str) -> str:
+    return PREFIX + gate
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether to write the gate: `write` False with `ok` True is a harmless no-op
+    (already paused); `ok` False is a refusal that --force overrides."""
+
+    ok: bool
+    write: bool
+    message: str
+
+
+def check(gate: str, status: dict[str, Any]) -> Verdict:
+    """Does pulling this gate do anything in this status? Refusing a gate that would be
+    acknowledged and ignored saves a person from believing it worked."""
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}")
+    stage = status.get("stage") or status.get("phase") or "Initializing"
+    phase = status.get("phase") or stage
+    rolling = stage in ROLLOUT_STAGES
+    warm = (
+        stage == "Succeeded"
+        and bool(status.get("previousRevision"))
+        and status.get("primaryRevision") == status.get("previousRevision")
+    )
+    canary = status.get("canaryRevision") or "-"
+    if gate == "promote":
+        if stage == "Promoting":
+            return Verdict(True, False, f"revision {canary} is already being promoted")
+        if rolling:
+            return Verdict(True, True, f"promote revision {canary}: skip the remaining stages")
+        return Verdict(False, False, f"nothing to promote: the phase is {phase}, no rollout runs")
+    if gate == "abort":
+        if rolling:
+            return Verdict(True, True, f"abort revision {canary}: all traffic back on stable")
+        if warm:
+            return Verdict(
+                True,
+                True,
+                f"abort revision {status.get('stableRevision')} in its warm period: "
+                f"traffic back on {status.get('previousRevision')}",
+            )
+        if stage == "Succeeded":
+            hint = "the previous revision is no longer running; revert the template instead"
+        else:
+            hint = "no rollout runs"
+        return Verdict(False, False, f"nothing to abort: the phase is {phase}; {hint}")
+    if gate == "pause":
+        if status.get("userPaused"):
+            return Verdict(True, False, "already paused by the pause gate")
+        what = "the rollout" if rolling else "the next rollout"
+        return Verdict(True, True, f"pause {what}")
+    if gate == "resume":
+        if status.get("userPaused"):
+            return Verdict(True, True, "resume the paused rollout")
+        if status.get("waitingForPromotion"):
+            return Verdict(True, True, "resume: advance past the step that waits for a person")
+        if phase == "Paused":
+            return Verdict(
+                False, False, "paused by spec.paused: change the spec (in Git) to resume"
+            )
+        return Verdict(False, False, f"nothing to resume: the phase is {phase}, not paused")
+    # retry
+    if stage == "RolledBack":
+        revision = status.get("rolledBackRevision") or "-"
+        return Verdict(True, True, f"retry revision {revision}, ignoring its cooldown")
+    return Verdict(False, False, f"nothing to retry: the phase is {phase}, not RolledBack")
+
+
+def acknowledged(gate: str, value: str, status: dict[str, Any]) -> bool:
+    """The operator recorded this token: it has acted on the gate."""
+    return (status.get("gates") or {}).get(gate) == value

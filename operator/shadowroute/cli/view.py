@@ -1,0 +1,248 @@
+"""What the plugin prints: pure functions from API objects to text, so the layout is
+unit-tested and the commands only fetch and print."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from ..api.models import parse_timestamp
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded like kubectl's: upper-case headers, three spaces apart."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def age(timestamp: str | None, now: dt.datetime) -> str:
+    """kubectl's short ages: 42s, 5m, 3h, 12d; `-` when unknown."""
+    if not timestamp:
+        return "-"
+    try:
+        seconds = int((now - parse_timestamp(timestamp)).total_seconds())
+    except ValueError:
+        return "-"
+    seconds = max(seconds, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
+
+
+def _step(obj: dict[str, Any]) -> str:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+    stage = status.get("stage")
+    if stage == "Progressing" and steps:
+        return f"{int(status.get('currentStep') or 0) + 1}/{len(steps)}"
+    if stage == "Progressing":
+        return "preview"
+    return "-"
+
+
+def get_rows(
+    objs: Sequence[dict[str, Any]], now: dt.datetime, all_namespaces: bool, wide: bool
+) -> str:
+    headers = ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "MIRROR", "STEP", "READY", "AGE"]
+    if all_namespaces:
+        headers.insert(0, "NAMESPACE")
+    if wide:
+        headers.append("MESSAGE")
+    rows = []
+    for obj in objs:
+        meta, status = obj["metadata"], obj.get("status") or {}
+        ready = condition(status, "Ready")
+        row = [
+            meta["name"],
+            status.get("phase") or "-",
+            status.get("stableRevision") or "-",
+            status.get("canaryRevision") or "-",
+            f"{status.get('canaryWeight') or 0}%",
+            f"{status.get('mirrorPercent') or 0}%",
+            _step(obj),
+            ready.get("status") if ready else "-",
+            age(meta.get("creationTimestamp"), now),
+        ]
+        if all_namespaces:
+            row.insert(0, meta.get("namespace", ""))
+        if wide:
+            row.append(status.get("message") or "")
+        rows.append(row)
+    return table(headers, rows)
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _stage_line(obj: dict[str, Any]) -> str:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    strategy = spec.get("strategy") or {}
+    stage = status.get("stage") or status.get("phase") or "Initializing"
+    if stage == "Shadowing":
+        shadow = strategy.get("shadow") or {}
+        return f"shadowing {shadow.get('mirrorPercent', 100)}% for {shadow.get('duration', '?')}"
+    if stage == "Progressing":
+        steps = (strategy.get("canary") or {}).get("steps") or []
+        if not steps:
+            preview = (strategy.get("blueGreen") or {}).get("previewDuration")
+            return f"blue/green preview ({preview or 'until promoted'})"
+        i = min(int(status.get("currentStep") or 0), len(steps) - 1)
+        step = steps[i]
+        pause = step.get("pause")
+        if pause is None:
+            held = "no pause"
+        elif pause.get("duration"):
+            held = f"pause {pause['duration']}"
+        else:
+            held = "waits for promote/resume"
+        return f"canary step {i + 1}/{len(steps)}: weight {step.get('weight')}%, {held}"
+    return stage
+
+
+def status_view(
+    obj: dict[str, Any], events: Sequence[dict[str, Any]], now: dt.datetime, max_events: int = 8
+) -> str:
+    """The live view of one ShadowRoute: stage, weights, checks, recent events."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    gen, seen = meta.get("generation"), status.get("observedGeneration")
+    stale = "" if seen == gen else f"   (status describes generation {seen}, spec is at {gen})"
+    lines = [
+        f"ShadowRoute {meta.get('namespace')}/{meta['name']}   phase {status.get('phase') or '-'}"
+        + (
+            f" (stage {status['stage']})"
+            if status.get("stage") not in (None, status.get("phase"))
+            else ""
+        )
+        + stale,
+        f"stage      {_stage_line(obj)}",
+        f"revisions  stable {status.get('stableRevision') or '-'}   "
+        f"canary {status.get('canaryRevision') or '-'}   "
+        f"primary runs {status.get('primaryRevision') or '-'}",
+        f"traffic    canary {status.get('canaryWeight') or 0}%   "
+        f"mirror {status.get('mirrorPercent') or 0}%",
+    ]
+    holds = []
+    if (obj.get("spec") or {}).get("paused"):
+        holds.append("spec.paused")
+    if status.get("userPaused"):
+        holds.append("pause gate")
+    if status.get("waitingForPromotion"):
+        holds.append("step waits for promote/resume")
+    if holds:
+        lines.append(f"held by    {', '.join(holds)}")
+    if status.get("message"):
+        lines.append(f"message    {status['message']}")
+    conds = [
+        f"{c.get('type')}={c.get('status')} ({c.get('reason') or '-'})"
+        for c in status.get("conditions") or []
+    ]
+    lines.append(f"conditions {'  '.join(conds) if conds else '-'}")
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Degraded" and c.get("status") == "True" and c.get("message"):
+            lines.append(f"degraded   {c['message']}")
+
+    analysis = status.get("analysis") or {}
+    spec_analysis = (obj.get("spec") or {}).get("analysis")
+    metrics = analysis.get("metrics") or []
+    if spec_analysis or metrics:
+        limit = (spec_analysis or {}).get("failureLimit", "?")
+        lines += [
+            "",
+            f"ANALYSIS   failed runs in a row {analysis.get('consecutiveFailures') or 0} "
+            f"(limit {limit}), last run {age(analysis.get('lastRunAt'), now)} ago",
+        ]
+        if metrics:
+            lines.append(
+                table(
+                    ["METRIC", "VALUE", "VERDICT", "CHECKED", "MESSAGE"],
+                    [
+                        [
+                            m.get("name"),
+                            _fmt_value(m.get("value")),
+                            m.get("verdict") or "-",
+                            age(m.get("checkedAt"), now),
+                            m.get("message") or "",
+                        ]
+                        for m in metrics
+                    ],
+                )
+            )
+        else:
+            lines.append("no analysis run yet")
+
+    lines += ["", "EVENTS"]
+    recent = list(events)[-max_events:]
+    if recent:
+        lines.append(
+            table(
+                ["AGE", "TYPE", "REASON", "MESSAGE"],
+                [
+                    [age(event_time(e), now), e.get("type"), e.get("reason"), _note(e)]
+                    for e in recent
+                ],
+            )
+        )
+    else:
+        lines.append("none")
+    return "\n".join(lines)
+
+
+def event_time(event: dict[str, Any]) -> str | None:
+    """The most recent time an Event (core/v1 view) names."""
+    series = event.get("series") or {}
+    return (
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+    )
+
+
+def _note(event: dict[str, Any]) -> str:
+    return " ".join(str(event.get("message") or event.get("note") or "").split())
+
+
+def sort_events(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(e: dict[str, Any]) -> dt.datetime:
+        try:
+            return parse_timestamp(event_time(e) or "")
+        except ValueError:
+            return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    return sorted(events, key=key)
+
+
+def history_view(obj: dict[str, Any], now: dt.datetime) -> str:
+    history = (obj.get("status") or {}).get("history") or []
+    if not history:
+        return f"no rollout of {obj['metadata']['name']} has finished yet"
+    return table(
+        ["AGE", "TIME", "OUTCOME", "REVISION", "REASON", "MESSAGE"],
+        [
+            [
+                age(h.get("at"), now),
+                h.get("at") or "-",
+                h.get("outcome"),
+                h.get("revision"),
+                h.get("reason") or "-",
+                h.get("message") or "",
+            ]
+            for h in history
+        ],
+    )

@@ -1,0 +1,245 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, so that several replicas of the
+operator can run and exactly one reconciles.
+
+The algorithm is client-go's: a candidate takes the Lease when nobody holds it or when
+its record has not changed for `lease_duration` *as timed by the candidate's own
+clock* (never by comparing another machine's timestamps with ours); the holder renews
+it every `retry_period`; a holder that could not renew for `renew_deadline` (shorter
+than the lease duration) gives up before anyone else may take over, and the operator
+process then exits so that its pod restarts as a candidate. Every write carries the
+resourceVersion it read, so two candidates racing for a free Lease cannot both win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    namespace: str
+    name: str
+    identity: str
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                "leader election needs retry period < renew deadline < lease duration, "
+                f"got {self.retry_period}s, {self.renew_deadline}s, {self.lease_duration}s"
+            )
+
+
+class LeaseApi(Protocol):
+    """Raw JSON calls (GET/POST/PUT) that raise ApiException on an error status."""
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any: ...
+
+
+def micro_time(moment: dt.datetime) -> str:
+    """A Lease's MicroTime: RFC 3339 with microseconds, UTC."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaderElector:
+    """One candidate. `acquire()` returns once this candidate holds the Lease;
+    `hold()` renews it and returns only when leadership is lost; `release()` hands it
+    over at a clean shutdown so that the next leader need not wait for it to expire."""
+
+    def __init__(
+        self,
+        config: LeaseConfig,
+        api: LeaseApi,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._api = api
+        self._clock = clock
+        self._wall = wall
+        self._on_change = on_change or (lambda leading: None)
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
+        self._last_renew = 0.0
+        self.leading = False
+        self.holder = ""
+
+    # ------------------------------------------------------------------ one attempt
+
+    def try_acquire_or_renew(self) -> bool:
+        """One attempt (blocking: run it in a thread). True when we hold the Lease."""
+        c = self.config
+        path = LEASES.format(ns=c.namespace)
+        now = self._wall()
+        try:
+            lease = self._api("GET", f"{path}/{c.name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("cannot read lease %s/%s: %s", c.namespace, c.name, _why(exc))
+                return False
+            lease = None
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": c.name, "namespace": c.namespace},
+                "spec": self._spec(now, acquire=True, transitions=0),
+            }
+            return self._write("POST", path, body)
+        spec = lease.get("spec") or {}
+        record = (
+            spec.get("holderIdentity") or "",
+            spec.get("renewTime"),
+            spec.get("acquireTime"),
+            spec.get("leaseTransitions"),
+        )
+        if record != self._observed:
+            self._observed, self._observed_at = record, self._clock()
+        holder = record[0]
+        self.holder = holder
+        duration = float(spec.get("leaseDurationSeconds") or c.lease_duration)
+        if holder and holder != c.identity and self._clock() < self._observed_at + duration:
+            return False  # held by another candidate, and renewed recently as we timed it
+        ours = holder == c.identity
+        transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
+        new_spec = self._spec(now, acquire=not ours, transitions=transitions)
+        if ours:
+            new_spec["acquireTime"] = spec.get("acquireTime") or new_spec["renewTime"]
+        lease["spec"] = new_spec  # metadata keeps resourceVersion: a lost race is a 409
+        return self._write("PUT", f"{path}/{c.name}", lease)
+
+    def _spec(self, now: dt.datetime, acquire: bool, transitions: int) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "holderIdentity": self.config.identity,
+            "leaseDurationSeconds": max(1, round(self.config.lease_duration)),
+            "renewTime": micro_time(now),
+            "leaseTransitions": transitions,
+        }
+        if acquire:
+            spec["acquireTime"] = micro_time(now)
+        return spec
+
+    def _write(self, method: str, path: str, body: dict[str, Any]) -> bool:
+        try:
+            stored = self._api(method, path, body)
+        except ApiException as exc:
+            if exc.status not in (409, 404):
+                log.warning("cannot write lease %s: %s", self.config.name, _why(exc))
+            return False
+        spec = (stored or body).get("spec") or {}
+        self._observed = (
+            spec.get("holderIdentity") or "",
+            spec.get("renewTime"),
+            spec.get("acquireTime"),
+            spec.get("leaseTransitions"),
+        )
+        self._observed_at = self._last_renew = self._clock()
+        self.holder = self.config.identity
+        return True
+
+    # ------------------------------------------------------------------ the loops
+
+    async def acquire(self) -> None:
+        c = self.config
+        announced = ""
+        while True:
+            if await asyncio.to_thread(self.try_acquire_or_renew):
+                self._set(True)
+                log.info("became the leader (lease %s/%s, as %s)", c.namespace, c.name, c.identity)
+                return
+            if self.holder != announced:
+                announced = self.holder
+                log.info("standing by: lease %s/%s is held by %s", c.namespace, c.name, self.holder)
+            await asyncio.sleep(c.retry_period * random.uniform(1.0, 1.2))
+
+    async def hold(self) -> None:
+        """Renew until a renewal has not succeeded for `renew_deadline`; then return
+        (leadership lost: stop reconciling at once)."""
+        c = self.config
+        while True:
+            await asyncio.sleep(c.retry_period)
+            try:
+                ok = await asyncio.wait_for(
+                    asyncio.to_thread(self.try_acquire_or_renew), c.renew_deadline
+                )
+            except TimeoutError:
+                ok = False
+            taken = not ok and self.holder not in ("", c.identity)
+            if taken or (not ok and self._clock() - self._last_renew >= c.renew_deadline):
+                self._set(False)
+                log.error(
+                    "lost the lease %s/%s (not renewed for %.0fs; held by %s)",
+                    c.namespace, c.name, c.renew_deadline, self.holder or "nobody",
+                )  # fmt: skip
+                return
+
+    async def release(self) -> None:
+        """Give the Lease up (holder empty), only if we still hold it."""
+        if not self.leading:
+            return
+        self._set(False)
+        c = self.config
+
+        def give_up() -> None:
+            path = f"{LEASES.format(ns=c.namespace)}/{c.name}"
+            lease = self._api("GET", path)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != c.identity:
+                return
+            spec["holderIdentity"] = ""
+            spec["leaseDurationSeconds"] = 1
+            lease["spec"] = spec
+            self._api("PUT", path, lease)
+
+        try:
+            await asyncio.to_thread(give_up)
+            log.info("released the lease %s/%s", c.namespace, c.name)
+        except ApiException as exc:
+            log.warning("could not release the lease %s: %s", c.name, _why(exc))
+
+    def _set(self, leading: bool) -> None:
+        if leading != self.leading:
+            self.leading = leading
+            self._on_change(leading)
+
+
+def client_api(api_client: Any) -> LeaseApi:
+    """LeaseApi over a kubernetes ApiClient: its auth and TLS, JSON in and out."""
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        method, url, headers, body, _ = api_client.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = api_client.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=10
+        )
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else None
+
+    return call
+
+
+def _why(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.reason)

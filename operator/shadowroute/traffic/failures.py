@@ -1,0 +1,69 @@
+"""Why a route could not be written, as a condition reason and a message for people.
+
+The reconciler reports these as Degraded=True with the reason, and as a Warning Event;
+the message always carries the API server's own words.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+CRD_HINTS = {
+    "HTTPRoute": "the Gateway API CRDs, standard channel v1.3 or later",
+    "VirtualService": "Istio's CRDs (networking.istio.io/v1, Istio 1.22 or later)",
+    "Ingress": "networking.k8s.io/v1, built into Kubernetes 1.19 and later",
+}
+
+
+class RouteError(Exception):
+    """A route the operator cannot change as asked, found before any API error (your
+    HTTPRoute or its rule is missing or not as documented)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _status(exc: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def kind_missing(exc: ApiException) -> bool:
+    """A 404 for the resource type itself (no CRD): the API server answers with a
+    plain "404 page not found" rather than a Status naming an object."""
+    return exc.status == 404 and not (_status(exc).get("details") or {}).get("name")
+
+
+def route_failure(obj: dict[str, Any], exc: ApiException) -> tuple[str, str]:
+    """The condition reason and message for an API error on a route object."""
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    status = _status(exc)
+    said = status.get("message") or (exc.body or "").strip() or str(exc.reason)
+    if kind_missing(exc):
+        return (
+            "RouteKindMissing",
+            f"{kind} ({obj['apiVersion']}) is not served by the API server: install "
+            f"{CRD_HINTS.get(kind, 'its CRD')}; the API server said: {said}",
+        )
+    if exc.status == 409:
+        return (
+            "RouteConflict",
+            f"{kind} {name} is not the operator's to write as it is: {said}",
+        )
+    if exc.status == 422:
+        return "RouteInvalid", f"{kind} {name} was refused by the API server: {said}"
+    if exc.status == 403:
+        return (
+            "RouteForbidden",
+            f"the operator may not write {kind} {name} (see its RBAC): {said}",
+        )
+    reason = status.get("reason") or "ApiError"
+    return "RouteApplyFailed", f"{kind} {name}: {reason}: {said}"
