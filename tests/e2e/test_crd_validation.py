@@ -406,9 +406,21 @@ def test_schema_defaults_match_the_models(kubectl, namespace: str, crds_installe
     assert parsed == ShadowRoute.spec_from_body(manifest)
 
 
+@pytest.fixture
+def unwatched_namespace(kubectl):
+    """A namespace outside this session's prefix: no operator rewrites its status."""
+    import uuid
+
+    name = f"unwatched-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def test_status_written_by_the_models_is_stored_unchanged(
-    kubectl, namespace: str, crds_installed: None
+    kubectl, unwatched_namespace: str, crds_installed: None
 ) -> None:
+    namespace = unwatched_namespace
     now = "2026-11-25T05:00:00Z"
     status = ShadowRouteStatus(
         observed_generation=1,
