@@ -21,6 +21,7 @@ from typing import Any
 from ..api.duration import parse_duration
 from ..api.models import (
     HistoryEntry,
+    Phase,
     ShadowRouteSpec,
     ShadowRouteStatus,
     format_timestamp,
@@ -30,15 +31,16 @@ from ..revision import template_revision
 from . import conditions
 from .observe import GATE_NAMES, AnalysisSignal, Health, Observation, Workload
 
-INITIALIZING = "Initializing"
-STABLE = "Stable"
-SHADOWING = "Shadowing"
-PROGRESSING = "Progressing"
-PAUSED = "Paused"
-PROMOTING = "Promoting"
-SUCCEEDED = "Succeeded"
-ROLLED_BACK = "RolledBack"
-FAILED = "Failed"
+# The stage names are the API's own (one spelling, in api/models.py).
+INITIALIZING = Phase.INITIALIZING
+STABLE = Phase.STABLE
+SHADOWING = Phase.SHADOWING
+PROGRESSING = Phase.PROGRESSING
+PAUSED = Phase.PAUSED
+PROMOTING = Phase.PROMOTING
+SUCCEEDED = Phase.SUCCEEDED
+ROLLED_BACK = Phase.ROLLED_BACK
+FAILED = Phase.FAILED
 
 ROLLOUT_STAGES = (SHADOWING, PROGRESSING, PROMOTING)
 
