@@ -13,6 +13,7 @@ import collections
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -57,7 +58,8 @@ def load_config() -> None:
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        # Read $KUBECONFIG now: the library captures it once, at import time.
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 class Kube:
