@@ -33,8 +33,10 @@ cluster-down: venv ## stop it; leaves no process and no port
 cluster-status: venv
 	@$(PY) hack/cluster.py status
 
-crd: venv ## regenerate crds/ from the pydantic models
+crd: venv ## regenerate crds/, the chart's copy and docs/reference.md from the pydantic models
 	@$(PY) hack/gen_crd.py
+	@cp crds/shadowroute.io_shadowroutes.yaml charts/shadowroute/crds/
+	@$(PY) hack/gen_reference.py
 
 lint: venv ## ruff lint + format check, CRD in sync with the models
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ import time
 import uuid
 
 import kubernetes
-from _common import Operator, kubeconfig, percentile, stop_local_cluster
+from _common import OperatorProcess, kubeconfig, percentile, start_operator, stop_local_cluster
 
 
 def body(name: str, replicas: int) -> dict:
@@ -32,7 +32,7 @@ def body(name: str, replicas: int) -> dict:
     }
 
 
-def writes_by_kind(op: Operator) -> dict[str, float]:
+def writes_by_kind(op: OperatorProcess) -> dict[str, float]:
     out = {}
     for line in op.metrics().splitlines():
         if line.startswith("shadowroute_api_writes_total{"):
@@ -56,7 +56,7 @@ def main() -> int:
     custom = kubernetes.client.CustomObjectsApi(api)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
-    op = Operator(config, "--namespace", ns)
+    op = start_operator(config, "--namespace", ns)
     created: dict[str, float] = {}
     ready: dict[str, float] = {}
     done = threading.Event()

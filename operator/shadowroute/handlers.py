@@ -57,8 +57,14 @@ async def shadowroute_event(event: dict[str, Any], name: str, namespace: str, **
     scheduler().trigger(namespace, name)
 
 
+# Children, routes included: a hand edit (a weight, a selector, replicas) is put back
+# at once, not at the next resync. A route kind whose CRD is not installed is only
+# logged by kopf, and picked up if the CRD appears later.
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: MANAGER})
 @kopf.on.event("", "v1", "services", labels={MANAGED_BY: MANAGER})
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels={MANAGED_BY: MANAGER})
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={MANAGED_BY: MANAGER})
+@kopf.on.event("networking.istio.io", "v1", "virtualservices", labels={MANAGED_BY: MANAGER})
 async def child_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
     owner = labels.get(NAME_LABEL)
     if owner:

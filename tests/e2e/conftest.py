@@ -24,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 import cluster as local_cluster  # noqa: E402
+from operator_process import OperatorProcess  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -121,80 +122,6 @@ def crds_installed(kubectl: KubectlFn) -> None:
 
 def get_json(kubectl: KubectlFn, *args: str) -> dict:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
-
-
-class OperatorProcess:
-    """The real operator (`python -m shadowroute`) as a child process, against the test
-    cluster; it can be killed at any instant and started again."""
-
-    def __init__(self, kubeconfig: str, log_dir: Path, *args: str) -> None:
-        self.args = args
-        self.kubeconfig = kubeconfig
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = 0
-        self.starts = 0
-
-    def start(self) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.metrics_port = s.getsockname()[1]
-        self.starts += 1
-        log = (self.log_dir / f"operator-{id(self)}-{self.starts}.log").open("wb")
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shadowroute", "--metrics-port", str(self.metrics_port),
-             "--metrics-address", "127.0.0.1", *self.args],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.metrics()
-                return
-            except OSError:
-                assert self.proc.poll() is None, f"operator exited; see {log.name}"
-                time.sleep(0.2)
-        raise AssertionError("operator did not start serving /metrics")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no goodbye — what a crash or an evicted pod looks like."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
-        ) as r:
-            return r.read().decode()
-
-    def _sum(self, prefix: str) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in self.metrics().splitlines()
-            if line.startswith(prefix)
-        )
-
-    def writes(self) -> float:
-        """API writes made by this operator process so far."""
-        return self._sum("shadowroute_api_writes_total{")
-
-    def reconciles(self) -> float:
-        """Reconciles this operator process has finished."""
-        return self._sum("shadowroute_reconcile_duration_seconds_count")
 
 
 @pytest.fixture(scope="session")

@@ -481,3 +481,22 @@ async def test_the_window_never_reaches_back_before_the_revision_got_traffic() -
     assert windows[0] < 10 and windows[-1] == 30, windows
     assert windows == sorted(windows)
     assert loop.sim.status.analysis.traffic_since == run_time(ready + dt.timedelta(seconds=1))
+
+
+async def test_each_run_is_counted_by_result_and_skipped_ticks_are_not() -> None:
+    from prometheus_client import REGISTRY
+
+    def runs(result: str) -> float:
+        return REGISTRY.get_sample_value("shadowroute_analysis_runs_total", {"result": result}) or 0
+
+    client = Scripted()
+    loop = await rolled_out(client)
+    await loop.until(lambda s: s.canary_weight == 10)
+    passed, unavailable = runs("Pass"), runs("Unavailable")
+    ev = await loop.tick(10)
+    assert runs("Pass") == passed + 1
+    await loop.tick(min(ev.requeue_after or 1, 1) / 2)  # not due: no run
+    assert runs("Pass") == passed + 1
+    client.down = "Cannot connect"
+    await loop.tick(10)
+    assert runs("Unavailable") == unavailable + 1

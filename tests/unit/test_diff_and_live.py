@@ -301,3 +301,87 @@ def test_gates_from_annotations() -> None:
         "shadowroute.io/applied-hash": "ignored",
     }
     assert from_live.gates(annotations) == Gates("t1", "t2", "t3", "t4", "t5")
+
+
+# ------------------------------------------------------------- drift by hand
+
+
+def routes_at_step_1(traffic: str) -> list[dict[str, Any]]:
+    from shadowroute import traffic as providers
+
+    from .traffic_cases import OWNER as SHOP
+    from .traffic_cases import stage_statuses
+
+    spec, status = stage_statuses(traffic)["step-1-weight-10"]
+    return [r for r in providers.render_routes(SHOP, spec, status) if providers.is_route(r)]
+
+
+@pytest.mark.parametrize("traffic", ["gatewayapi", "nginx", "istio"])
+def test_routes_as_listed_need_no_write(traffic: str) -> None:
+    """A list answer drops apiVersion and kind and the server adds defaults: no write."""
+    for route in routes_at_step_1(traffic):
+        live = with_applied_hash(route)
+        del live["apiVersion"], live["kind"]
+        live["metadata"].update(uid="x", resourceVersion="9", creationTimestamp="2026-01-01")
+        live["status"] = {"anything": True}
+        assert not needs_write(route, live)
+
+
+def test_a_weight_edited_by_hand_is_put_back() -> None:
+    (route,) = routes_at_step_1("gatewayapi")
+    live = with_applied_hash(route)
+    for rule in live["spec"]["rules"]:
+        for ref in rule.get("backendRefs", []):
+            ref.setdefault("group", "")  # server defaults do not count...
+            ref.setdefault("kind", "Service")
+    assert not needs_write(route, live)
+    weighted = next(r for r in live["spec"]["rules"] if len(r.get("backendRefs", [])) == 2)
+    weighted["backendRefs"][1]["weight"] = 100  # ...a hand edit does
+    assert needs_write(route, live)
+
+
+def test_an_nginx_annotation_edited_by_hand_is_put_back() -> None:
+    canary = next(r for r in routes_at_step_1("nginx") if r["metadata"]["name"].endswith("canary"))
+    live = with_applied_hash(canary)
+    live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
+    assert not needs_write(canary, live)
+    live["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = "100"
+    assert needs_write(canary, live)
+
+
+def test_a_service_selector_must_match_exactly() -> None:
+    svc = next(o for o in rendered() if o["kind"] == "Service")
+    live = as_live(svc)
+    for port in live["spec"]["ports"]:
+        port.setdefault("protocol", "TCP")
+    assert not needs_write(svc, live)
+    live["spec"]["selector"]["track"] = "debug"  # one more key selects other pods
+    assert needs_write(svc, live)
+    del live["spec"]["selector"]["track"]
+    live["spec"]["ports"].append({"port": 9999})  # a port added by hand
+    assert needs_write(svc, live)
+
+
+@given(st.sampled_from(["gatewayapi", "nginx", "istio"]), st.data())
+def test_any_value_changed_in_a_route_is_noticed(traffic: str, data: st.DataObject) -> None:
+    """Whatever leaf of a route we set is changed, the route is written again."""
+    route = data.draw(st.sampled_from(routes_at_step_1(traffic)))
+    leaves = list(_leaf_paths(route["spec"]))
+    path = data.draw(st.sampled_from(leaves))
+    live = with_applied_hash(route)
+    parent = live["spec"]
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = "changed" if parent[path[-1]] != "changed" else "other"
+    assert needs_write(route, live)
+
+
+def _leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Any:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaf_paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaf_paths(v, (*path, i))
+    else:
+        yield path

@@ -70,19 +70,20 @@ has the table with the reason for each line). A verb not listed here is never us
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]
 # Routes of the traffic providers: listed by label (every provider's kind, each
-# reconcile, to find routes left behind), applied, and deleted when a ShadowRoute
-# switches provider (the old provider's route must stop routing at once).
+# reconcile, to find routes left behind) and watched (a hand edit is put back at
+# once), applied, and deleted when a ShadowRoute switches provider (the old
+# provider's route must stop routing at once).
 # HTTPRoutes also get: with gatewayAPI.httpRoute the operator edits one rule of an
 # HTTPRoute you own, reading it first.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Events on the ShadowRoutes (events.k8s.io/v1, created and never updated).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

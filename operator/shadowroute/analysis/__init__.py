@@ -36,6 +36,7 @@ from ..api.models import (
     format_timestamp,
     parse_timestamp,
 )
+from ..observability.metrics import ANALYSIS_RUNS
 from ..rollout.observe import AnalysisSignal, Health
 from . import http
 from .judge import Answer, MetricJudgement, RunJudgement, judge_metric, judge_run
@@ -113,6 +114,8 @@ async def evaluate(
         wait = (when - now).total_seconds() if when else interval
         return Evaluation(last, standing_signal(last, scope), max(wait, 0.05))
     evaluation = await _run(a, status, scope, last, namespace, name, now, kube, client or _client)
+    unavailable = evaluation.status.reason == UNAVAILABLE
+    ANALYSIS_RUNS.labels("Unavailable" if unavailable else evaluation.status.verdict).inc()
     if (evaluation.status.verdict, evaluation.status.reason) != (last.verdict, last.reason):
         log.info(
             "%s/%s analysis of %s: %s %s: %s",

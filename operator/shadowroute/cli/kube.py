@@ -12,7 +12,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, KIND, PLURAL, VERSION
-from ..kube.client import collection_path
+from ..kube.client import collection_path, raw_request
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
 FIELD_MANAGER = "kubectl-shadowroute"
@@ -95,27 +95,15 @@ class Cluster:
         content_type: str | None = None,
         what: str = "",
     ) -> Any:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, body, _ = self.api.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self.api.call_api(
-                method, url, header_params=headers, body=body, _request_timeout=30
-            )
+            return raw_request(
+                self.api, method, path, query=query, body=body, content_type=content_type,
+                timeout=30,
+            )  # fmt: skip
         except urllib3.exceptions.HTTPError as exc:
             raise CliError(f"cannot reach the API server at {self.server}: {exc}") from exc
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise api_error(ApiException(http_resp=response), what or f"{method} {path}", path)
-        return json.loads(data) if data else None
+        except ApiException as exc:
+            raise api_error(exc, what or f"{method} {path}", path) from None
 
     # ------------------------------------------------------------------ ShadowRoutes
 

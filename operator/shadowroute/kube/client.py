@@ -62,6 +62,37 @@ def load_config() -> None:
         kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
+def raw_request(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, Any]] | None = None,
+    body: Any = None,
+    content_type: str | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """One request with the client's auth and TLS, for the calls the generated client
+    cannot make (server-side apply, paths chosen at run time); the JSON answer, or
+    ApiException."""
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    method, url, headers, body, _ = api.param_serialize(
+        method,
+        path,
+        query_params=query or [],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+    data = response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(http_resp=response)
+    return json.loads(data) if data else None
+
+
 class Kube:
     """Async facade over the sync client: each call runs in a worker thread."""
 
@@ -106,32 +137,8 @@ class Kube:
             raise
         return list(data.get("items") or [])
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, Any]] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-    ) -> Any:
-        """One request with the client's auth and TLS; the JSON answer, or ApiException."""
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, body, _ = self.api.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(method, url, header_params=headers, body=body)
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response)
-        return json.loads(data) if data else None
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return raw_request(self.api, method, path, **kwargs)
 
     # ------------------------------------------------------------------ writes
 

@@ -108,6 +108,11 @@ ROLLBACKS = Counter(
     "Revisions rolled back, by reason (history entries with outcome RolledBack).",
     ["namespace", "name", "reason"],
 )
+ANALYSIS_RUNS = Counter(
+    "shadowroute_analysis_runs_total",
+    "Analysis runs, by result: Pass, Fail, Inconclusive, or Unavailable (no answer).",
+    ["result"],
+)
 QUERY_SECONDS = Histogram(
     "shadowroute_prometheus_query_duration_seconds",
     "Time of one analysis query to Prometheus, answered or not.",

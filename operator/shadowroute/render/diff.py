@@ -1,8 +1,11 @@
 """Which desired objects need a write: pure, so "no change, no write" is testable.
 
 Each object we apply carries a hash of what we applied (an annotation). An object
-whose live hash matches, and whose replica count was not changed behind our back,
-needs no write at all.
+whose live hash matches needs no write, unless it was changed behind our back where
+that matters: a Deployment's replica count, and anything we set on a Service or a
+route (a hand-edited weight or selector would send traffic where we did not intend).
+Pod templates are not compared field by field: the API server normalizes them
+(quantities, defaults), so that check would write forever.
 """
 
 from __future__ import annotations
@@ -43,7 +46,26 @@ def needs_write(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
         return True
     if desired["kind"] == "Deployment":
         return (live.get("spec") or {}).get("replicas") != desired["spec"]["replicas"]
-    return False
+    # List answers leave out each item's apiVersion and kind; the rest must be there.
+    return not contains(live, {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")})
+
+
+def contains(live: Any, desired: Any, exact: bool = False) -> bool:
+    """True when every value of desired is in live. Maps may hold more keys (server
+    defaults, other managers' fields) except a Service's selector, where one more key
+    would change which pods get traffic; lists match item by item; an empty value we
+    send matches an absent one (the server drops those)."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return live is None and not desired
+        if exact and live.keys() != desired.keys():
+            return False
+        return all(contains(live.get(k), v, exact=k == "selector") for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list):
+            return live is None and not desired
+        return len(live) == len(desired) and all(map(contains, live, desired))
+    return live == desired
 
 
 def index_by_name(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
