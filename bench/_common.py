@@ -3,17 +3,14 @@ the real operator as a child process."""
 
 from __future__ import annotations
 
+import math
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
+from operator_process import OperatorProcess  # noqa: E402
 
 
 def kubeconfig() -> tuple[str, bool]:
@@ -34,62 +31,12 @@ def stop_local_cluster() -> None:
     cluster.down()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Operator:
-    """`python -m shadowroute` against the cluster, with its /metrics on loopback."""
-
-    def __init__(self, kubeconfig: str, *args: str) -> None:
-        self.port = free_port()
-        self.log = Path(tempfile.mkstemp(prefix="shadowroute-operator-", suffix=".log")[1])
-        env = {**os.environ, "KUBECONFIG": kubeconfig}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shadowroute", "--metrics-port", str(self.port),
-             "--metrics-address", "127.0.0.1", *args],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.metrics()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"operator exited; see {self.log}") from None
-                time.sleep(0.2)
-        raise RuntimeError("operator did not start")
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def sum(self, prefix: str) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in self.metrics().splitlines()
-            if line.startswith(prefix)
-        )
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def start_operator(kubeconfig: str, *args: str) -> OperatorProcess:
+    return OperatorProcess(kubeconfig, None, *args).start()
 
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]

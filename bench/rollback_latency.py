@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-from _common import ROOT, Operator, kubeconfig, stop_local_cluster
+from _common import ROOT, kubeconfig, start_operator, stop_local_cluster
 
 GROUP, VERSION, PLURAL = "shadowroute.io", "v1alpha1", "shadowroutes"
 
@@ -96,13 +96,17 @@ class WeightWatch(threading.Thread):
         self.zero: float | None = None
         self.stop = threading.Event()
 
-    def weight(self) -> int:
+    def weight(self) -> int | None:
+        """The canary's weight; None when the API server did not answer (a transient
+        error must not read as "back at 0" and shorten the measured latency)."""
         try:
             route = self.custom.get_namespaced_custom_object(
                 "gateway.networking.k8s.io", "v1", self.ns, "httproutes", self.name
             )
-        except kubernetes.client.exceptions.ApiException:
-            return 0
+        except kubernetes.client.exceptions.ApiException as exc:
+            return 0 if exc.status == 404 else None
+        except OSError:
+            return None
         for rule in route["spec"].get("rules") or []:
             for ref in rule.get("backendRefs") or []:
                 if ref["name"] == f"{self.name}-canary":
@@ -112,7 +116,9 @@ class WeightWatch(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set() and self.zero is None:
             w, now = self.weight(), time.time()
-            if w > 0 and self.up is None:
+            if w is None:
+                pass
+            elif w > 0 and self.up is None:
                 self.up = now
             elif w == 0 and self.up is not None:
                 self.zero = now
@@ -203,8 +209,9 @@ def main() -> int:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    op = Operator(config, "--namespace", ns)
+    op = start_operator(config, "--namespace", ns)
     results: list[dict[str, float]] = []
+    queries = runs = 0.0
     try:
         print(f"rollback latency: {args.runs} runs, interval {args.interval}, namespace {ns}")
         for i in range(1, args.runs + 1):
@@ -215,6 +222,8 @@ def main() -> int:
                 f"({r['to_run']:4.2f}s of it waiting for the analysis run)",
                 flush=True,
             )
+        queries = op.sum("shadowroute_prometheus_query_duration_seconds_count")
+        runs = op.sum("shadowroute_analysis_runs_total{")
     finally:
         op.stop()
         sim.terminate()
@@ -228,6 +237,11 @@ def main() -> int:
         f"min {min(lat):.2f}s  median {statistics.median(lat):.2f}s  max {max(lat):.2f}s "
         f"(goal with interval {args.interval}: at most 6s)"
     )
+    if runs:
+        print(
+            f"Prometheus queries per analysis run: {queries / runs:.1f} "
+            f"({queries:.0f} queries in {runs:.0f} runs; one metric with minRequests: 2 queries)"
+        )
     return 0
 
 

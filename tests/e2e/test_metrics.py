@@ -107,6 +107,56 @@ def test_prometheus_scrapes_rollout_metrics(
             assert resp.status == 200
 
 
+def test_prometheus_scrapes_shadow_and_analysis_metrics(
+    scraped, cluster: Cluster, kubectl: KubectlFn, namespace: str
+) -> None:
+    """While shadowing with an analysis against the real Prometheus: the mirror percent,
+    each metric's last value and verdict, and the operator's own query timings and
+    errors (a query Prometheus refuses) reach Prometheus."""
+    _, job = scraped
+    sel = f'job="{job}",namespace="{namespace}",name="watched"'
+    body = route("watched", strategy={
+        "shadow": {"duration": "10m", "mirrorPercent": 40},
+        "canary": {"steps": [{"weight": 50}]},
+    })  # fmt: skip
+    body["spec"]["traffic"] = {  # a provider that can mirror
+        "provider": "gatewayapi",
+        "gatewayAPI": {"parentRefs": [{"name": "gateway"}], "hostnames": ["watched.example"]},
+    }
+    body["spec"]["analysis"] = {
+        "prometheus": {"address": cluster.prometheus},
+        "interval": "1s",
+        "failureLimit": 100,
+        "metrics": [
+            {"name": "level", "query": "vector(0.25)", "max": 1},
+            {"name": "refused", "query": "sum(rate(nothing[1m])", "max": 1},
+        ],
+    }
+    r = Route(kubectl, namespace, body)
+    r.apply()
+    r.wait("Stable", stable)
+    r.set_image("registry.example/app:2")
+    r.wait("shadowing", lambda s: s.get("phase") == "Shadowing" and s["mirrorPercent"] == 40)
+    wait_for(
+        lambda: value(cluster, f"shadowroute_mirror_percent{{{sel}}}") == 40, 20, 0.5, "mirror 40"
+    )
+    wait_for(
+        lambda: value(cluster, f'shadowroute_analysis_value{{{sel},metric="level"}}') == 0.25,
+        20, 0.5, "the metric's value",
+    )  # fmt: skip
+    verdict = f'shadowroute_analysis_verdict{{{sel},metric="%s",verdict="%s"}}'
+    assert value(cluster, verdict % ("level", "Pass")) == 1
+    assert value(cluster, verdict % ("refused", "Inconclusive")) == 1
+    assert value(cluster, f'shadowroute_analysis_value{{{sel},metric="refused"}}') is None
+    queries = f'shadowroute_prometheus_query_duration_seconds_count{{job="{job}"}}'
+    assert value(cluster, queries) >= 2
+    refused = f'shadowroute_prometheus_query_errors_total{{job="{job}",reason="InvalidQuery"}}'
+    assert value(cluster, refused) >= 1
+    runs = f'sum(shadowroute_analysis_runs_total{{job="{job}"}})'
+    assert value(cluster, runs) >= 1
+    assert r.status()["phase"] == "Shadowing", "a check without an answer never advances"
+
+
 def test_dashboard_panels_have_data(
     scraped, cluster: Cluster, kubectl: KubectlFn, namespace: str
 ) -> None:

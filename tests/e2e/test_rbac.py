@@ -130,24 +130,41 @@ def drive_rollouts(kubectl: KubectlFn, namespace: str, name: str) -> Route:
 
 
 def switch_providers(kubectl: KubectlFn, r: Route) -> None:
-    """Provider gatewayapi, then none again: the operator creates its HTTPRoute, then
-    deletes it (route list, create, patch and delete under the Role)."""
+    """Provider gatewayapi, nginx, istio, then none again: each provider's route is
+    created and the previous one deleted (list, watch, create, patch and delete of
+    every route kind under the Role)."""
+    kinds = {
+        "gatewayapi": ("httproutes", "httproute.gateway.networking.k8s.io"),
+        "nginx": ("ingresses", "ingress.networking.k8s.io"),
+        "istio": ("virtualservices", "virtualservice.networking.istio.io"),
+    }
 
     def routes() -> list[str]:
-        out = kubectl("get", "httproutes", "-n", r.ns, "-l", f"shadowroute.io/name={r.name}",
-                      "-o", "name").stdout  # fmt: skip
-        return out.split()
+        out = []
+        for resource, _ in kinds.values():
+            out += kubectl("get", resource, "-n", r.ns, "-l", f"shadowroute.io/name={r.name}",
+                           "-o", "name").stdout.split()  # fmt: skip
+        return sorted(out)
 
-    r.body["spec"]["traffic"] = {
-        "provider": "gatewayapi",
-        "gatewayAPI": {"parentRefs": [{"name": "gateway"}], "hostnames": ["least.example"]},
-    }
-    r.apply()
-    wait_for(lambda: routes() == [f"httproute.gateway.networking.k8s.io/{r.name}"], 30,
-             what="the operator's HTTPRoute")  # fmt: skip
+    for traffic in (
+        {
+            "provider": "gatewayapi",
+            "gatewayAPI": {"parentRefs": [{"name": "gateway"}], "hostnames": ["least.example"]},
+        },
+        {"provider": "nginx", "nginx": {"ingressClassName": "nginx", "host": "least.example"}},
+        {"provider": "istio", "istio": {"hosts": ["least.example"]}},
+    ):
+        r.body["spec"]["traffic"] = traffic
+        r.apply()
+        prefix = kinds[traffic["provider"]][1]
+        want = [f"{prefix}/{r.name}"]
+        if traffic["provider"] == "nginx":
+            want = sorted([*want, f"{prefix}/{r.name}-canary"])
+        wait_for(lambda want=want: routes() == want, 30,
+                 what=f"the operator's {traffic['provider']} route alone")  # fmt: skip
     r.body["spec"]["traffic"] = {"provider": "none"}
     r.apply()
-    wait_for(lambda: routes() == [], 30, what="the HTTPRoute deleted after the switch")
+    wait_for(lambda: routes() == [], 30, what="the routes deleted after the switch")
 
 
 def assert_clean_log(op: OperatorProcess) -> list[dict[str, Any]]:

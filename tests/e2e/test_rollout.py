@@ -282,13 +282,21 @@ def test_operator_killed_mid_rollout_finishes_it(make_route, operator: OperatorP
     )
     r.wait("Stable", stable)
     r.set_image("registry.example/app:2")
-    r.wait("at step 1", lambda s: s.get("phase") == "Progressing" and s["canaryWeight"] == 20)
+    before = r.wait(
+        "at step 1", lambda s: s.get("phase") == "Progressing" and s["canaryWeight"] == 20
+    )
     operator.kill()
     try:
         time.sleep(4)  # the pause ends while nobody watches
         assert r.status()["canaryWeight"] == 20
     finally:
         operator.start()
+    # Resumed, not started over: the same rollout of the same revision moves on.
+    s = r.wait("step 2 after restart", lambda s: s.get("canaryWeight") == 60 or stable(s))
+    if not stable(s):
+        assert s["rolloutStartedAt"] == before["rolloutStartedAt"]
+        assert s["canaryRevision"] == before["canaryRevision"]
+        assert s["currentStep"] == 1
     s = r.wait(
         "finished after restart",
         lambda s: stable(s) and s["history"] and s["history"][0]["outcome"] == "Promoted",

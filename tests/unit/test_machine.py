@@ -545,6 +545,38 @@ def test_progress_deadline_rolls_back_a_canary_that_never_gets_ready() -> None:
     assert cond(sim, "Degraded") == ("True", "ProgressDeadlineExceeded")
 
 
+def test_a_canary_that_stops_being_ready_is_rolled_back_at_the_deadline() -> None:
+    """Ready once is not ready for good: pods that crash at a step get the progress
+    deadline again, from the moment readiness was lost, and the pause starts over."""
+    sim = rolling(Sim(spec_dict(steps=STEPS, progressDeadline="1m")).stable())
+    sim.tick(30)  # 30 s into step 1's 2 min pause
+    sim.broken.add(sim.desired)
+    d = sim.tick()
+    s = d.status
+    assert s.stage == "Progressing" and s.current_step == 0 and s.canary_weight == 10
+    assert s.stage_ready_at is None
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "ReadinessLost")]
+    assert d.requeue_after == 60
+    assert sim.tick(59).status.stage == "Progressing"
+    d = sim.tick(1)
+    assert d.status.stage == "RolledBack" and d.status.canary_weight == 0
+    assert d.status.rollback_reason == "ProgressDeadlineExceeded"
+
+
+def test_a_canary_ready_again_in_time_restarts_its_pause() -> None:
+    sim = rolling(Sim(spec_dict(steps=STEPS, progressDeadline="1m")).stable())
+    sim.tick(90)
+    sim.broken.add(sim.desired)
+    sim.tick()
+    sim.tick(30)
+    sim.broken.clear()
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and d.status.stage_ready_at is not None
+    assert [e.reason for e in d.events] == ["StepReady"]
+    assert sim.tick(119).status.current_step == 0, "the 2 min pause counts from ready again"
+    assert sim.tick(1).status.current_step == 1
+
+
 def test_spec_paused_holds_without_deadline_and_without_moving_traffic() -> None:
     sim = Sim(spec_dict(steps=STEPS, progressDeadline="1m")).stable()
     sim.set_spec(paused=True)

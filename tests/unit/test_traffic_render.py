@@ -270,6 +270,23 @@ def test_your_route_already_right_is_not_written() -> None:
     assert edit("stable").apply_to(YOUR_ROUTE) is None
 
 
+def test_your_route_while_shadowing_is_written_once() -> None:
+    """The API server fills in the mirror's backendRef group and kind: the route as
+    read back after our apply must not look different, or every reconcile writes."""
+    body = edit("shadow").apply_to(YOUR_ROUTE)
+    assert body is not None
+    live = copy.deepcopy(YOUR_ROUTE)
+    live["spec"]["rules"] = copy.deepcopy(body["spec"]["rules"])
+    for rule in live["spec"]["rules"]:
+        for f in rule.get("filters", []):
+            if f["type"] == "RequestMirror":
+                f["requestMirror"]["backendRef"].update(group="", kind="Service")
+    assert edit("shadow").apply_to(live) is None
+    stopped = edit("step-1-weight-10").apply_to(live)
+    assert stopped is not None, "the mirror defaulted by the server is still ours to remove"
+    assert all(f["type"] != "RequestMirror" for f in stopped["spec"]["rules"][1]["filters"])
+
+
 def test_a_mirror_of_yours_is_kept() -> None:
     live = copy.deepcopy(YOUR_ROUTE)
     theirs = {

@@ -410,7 +410,19 @@ def _rollout_prelude(run: _Run) -> bool:
 
 
 def _hold_or_timeout(run: _Run, what: str) -> None:
-    """The stage's workload is not ready yet: wait, or roll back past the deadline."""
+    """The stage's workload is not ready: wait, or roll back past the deadline. A stage
+    that was ready and lost it (pods crashing at a step) gets a fresh deadline from
+    that moment, and its pause starts over once it is ready again."""
+    s = run.s
+    if s.stage_ready_at:
+        s.stage_ready_at = None
+        s.stage_started_at = run.ts
+        run.event(
+            "ReadinessLost",
+            f"{what} is no longer ready; rolled back unless ready again within "
+            f"{run.spec.progress_deadline}",
+            warning=True,
+        )
     if _deadline_passed(run):
         _rollback(
             run,

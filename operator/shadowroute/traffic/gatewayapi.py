@@ -211,8 +211,13 @@ class RuleEdit(dict):
             )
         for ref in refs:
             ref["weight"] = weights[ref["name"]]
-        filters = [f for f in rule.get("filters") or [] if not self._ours(f)]
-        filters += want.get("filters", [])
+        live_filters = rule.get("filters") or []
+        filters = [f for f in live_filters if not self._ours(f)]
+        wanted = want.get("filters", [])
+        live_ours = [f for f in live_filters if self._ours(f)]
+        # The server fills in the mirror's group and kind: the same mirror, no write.
+        same = list(map(_with_defaults, live_ours)) == list(map(_with_defaults, wanted))
+        filters += live_ours if same else wanted
         if filters:
             rule["filters"] = filters
         else:
@@ -236,6 +241,16 @@ class RuleEdit(dict):
         ref = (rule_filter.get("requestMirror") or {}).get("backendRef") or {}
         local = ref.get("namespace") in (None, self["metadata"]["namespace"])
         return local and ref.get("name") in self.mirror_targets and not ref.get("group")
+
+
+def _with_defaults(rule_filter: dict[str, Any]) -> dict[str, Any]:
+    """A RequestMirror filter as the API server stores it (backendRef group and kind)."""
+    out = copy.deepcopy(rule_filter)
+    ref = (out.get("requestMirror") or {}).get("backendRef")
+    if ref is not None:
+        ref.setdefault("group", "")
+        ref.setdefault("kind", "Service")
+    return out
 
 
 def _service_names(refs: list[dict[str, Any]]) -> list[str]:
