@@ -98,8 +98,20 @@ def test_failed_first_version_takes_the_newest_template() -> None:
     sim.set_image("web:2")
     d = sim.tick()
     assert d.status.stage == "Initializing" and d.status.primary_revision == sim.desired
+    assert [e.reason for e in d.events] == ["Initializing"]
     sim.run_until(lambda s: s.status.stage == "Stable")
     assert sim.status.stable_revision == sim.revision_of("web:2")
+
+
+def test_a_shadow_stage_removed_mid_shadow_goes_on_to_the_canary_and_says_so() -> None:
+    sim = Sim(spec_dict(steps=STEPS, shadow={"duration": "5m", "mirrorPercent": 50})).stable()
+    rolling(sim)
+    assert sim.status.stage == "Shadowing"
+    strategy = {"canary": {"steps": STEPS}}
+    sim.set_spec(strategy=strategy)
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and d.status.mirror_percent == 0
+    assert "ShadowRemoved" in [e.reason for e in d.events]
 
 
 # --------------------------------------------------------------------------- canary steps

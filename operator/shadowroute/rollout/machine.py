@@ -321,6 +321,7 @@ def _failed(run: _Run) -> None:
     if s.primary_revision != run.desired:
         s.primary_revision = run.desired
         _enter(run, INITIALIZING)
+        run.event("Initializing", f"a new template: trying revision {run.desired}")
         return
     if _ready(run.obs.primary, run.desired, run.spec.replicas):
         s.stable_revision = run.desired
@@ -439,6 +440,7 @@ def _shadowing(run: _Run) -> None:
     s, shadow = run.s, run.spec.strategy.shadow
     if shadow is None:  # the stage was removed from the spec mid-rollout
         _enter(run, PROGRESSING, 0)
+        run.event("ShadowRemoved", f"the shadow stage left the spec; {_stage_text(run)}")
         return
     want = shadow_replicas(run.spec.replicas, shadow.mirror_percent)
     if not _ready(run.obs.shadow, run.desired, want):
