@@ -190,7 +190,7 @@ class Demo:
             step = f"step {s.get('currentStep', 0) + 1}"
         a = s.get("analysis") or {}
         values = " ".join(
-            f"{m['name']}={_fmt(m.get('value'))}{'s' if 'latency' in m['name'] else ''}"
+            f"{m['name']}={_fmt(m.get('value'), 's' if 'latency' in m['name'] else '')}"
             for m in a.get("metrics") or []
         )
         cond = next((c for c in s.get("conditions") or [] if c["type"] == "AnalysisHealthy"), None)
@@ -245,6 +245,7 @@ class Demo:
         for e in warnings[-3:]:
             say(f"  event        {e['reason']}: {e.get('note', '')[:160]}")
         ok = promoted["outcome"] == "Promoted" and rolled["reason"] == "AnalysisFailed"
+        ok = ok and "error-rate" in rolled["message"]  # rolled back on its error rate
         ok = ok and s["canaryWeight"] == 0 and s["stableRevision"] == promoted["revision"]
         say("\n" + ("demo passed" if ok else "demo FAILED: see the timeline above"))
         if self.keep:
@@ -258,8 +259,8 @@ def _last_outcome(s: dict[str, Any]) -> str:
     return ((s.get("history") or [{}])[0]).get("outcome", "")
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.3f}{unit}"
 
 
 def main(argv: list[str] | None = None) -> int:
