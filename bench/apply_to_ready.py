@@ -114,6 +114,8 @@ def main() -> int:
               f"({writes_peak / max(1, args.routes):.1f} per route)")  # fmt: skip
         print(f"  by kind: {by_kind_peak}")
         print(f"operator writes in {args.rest:.0f} s at rest: {writes_rest:.0f} {by_kind_rest}")
+        reconciles = op.reconciles()
+        print(f"reconciles: {reconciles:.0f} ({reconciles / max(1, args.routes):.1f} per route)")
         print(f"operator memory (RSS): {op.rss_mib():.0f} MiB")
         return 0 if len(latencies) == args.routes else 1
     finally:

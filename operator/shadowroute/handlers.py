@@ -46,6 +46,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     if "scheduler" in _state:
         await _state["scheduler"].stop()
+    if "kube" in _state:
+        await _state["kube"].close()
     await analysis.close()  # webhook deliveries under way, then the shared HTTP session
 
 

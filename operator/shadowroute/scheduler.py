@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
+from .kube import dispatch
 from .observability.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RouteMetrics, route_metrics
 from .reconciler import Outcome
 
@@ -36,9 +38,11 @@ class Scheduler:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._errors: dict[Key, int] = {}
         self._gone: set[Key] = set()  # deleted while a reconcile of it was in flight
+        self._first_seen: dict[Key, float] = {}  # its API calls' priority: oldest first
 
     def trigger(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        self._first_seen.setdefault(key, time.monotonic())
         if key in self._running:
             self._dirty.add(key)
             return
@@ -50,6 +54,7 @@ class Scheduler:
         if timer:
             timer.cancel()
         self._errors.pop(key, None)
+        self._first_seen.pop(key, None)
         if key in self._running:
             self._gone.add(key)
         self._metrics.forget(namespace, name)
@@ -62,6 +67,9 @@ class Scheduler:
         self._timers[key] = loop.call_later(max(delay, 0.05), self.trigger, *key)
 
     async def _run(self, key: Key) -> None:
+        # This task's own context: every API call of this reconcile waits its turn
+        # behind those of routes seen earlier, ahead of those seen later.
+        dispatch.priority.set(self._first_seen.get(key, 0.0))
         try:
             while True:
                 self._dirty.discard(key)

@@ -1,0 +1,120 @@
+"""The thread pool of API calls takes the oldest route's calls first, never loses or
+runs a cancelled call, and passes errors back to their caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from shadowroute.kube.dispatch import Dispatcher, priority
+
+
+async def blocked(d: Dispatcher) -> tuple[threading.Event, asyncio.Task[str]]:
+    """Occupy the dispatcher's only worker until the event is set."""
+    release = threading.Event()
+    task = asyncio.create_task(d.run(lambda: (release.wait(5), "first")[1]))
+    await asyncio.sleep(0.05)
+    return release, task
+
+
+async def call_with(d: Dispatcher, prio: float, done: list[float]) -> float:
+    priority.set(prio)  # this task's context only
+    return await d.run(lambda: (done.append(prio), prio)[1])
+
+
+async def test_waiting_calls_leave_oldest_route_first() -> None:
+    d = Dispatcher(1)
+    release, first = await blocked(d)
+    done: list[float] = []
+    calls = [asyncio.create_task(call_with(d, p, done)) for p in (30.0, 10.0, 20.0, 10.0)]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == "first"
+    assert await asyncio.gather(*calls) == [30.0, 10.0, 20.0, 10.0]
+    assert done == [10.0, 10.0, 20.0, 30.0]
+    await d.close()
+
+
+async def test_a_call_whose_caller_gave_up_is_never_run() -> None:
+    d = Dispatcher(1)
+    release, first = await blocked(d)
+    done: list[float] = []
+    dropped = asyncio.create_task(call_with(d, 1.0, done))
+    kept = asyncio.create_task(call_with(d, 2.0, done))
+    await asyncio.sleep(0.05)
+    dropped.cancel()
+    release.set()
+    await first
+    assert await kept == 2.0
+    assert done == [2.0]
+    with pytest.raises(asyncio.CancelledError):
+        await dropped
+    await d.close()
+
+
+async def test_errors_reach_their_caller_and_the_worker_goes_on() -> None:
+    d = Dispatcher(2)
+
+    def fail() -> None:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await d.run(fail)
+    assert await d.run(lambda: 42) == 42
+    await d.close()
+
+
+async def test_calls_run_in_parallel_up_to_the_worker_count() -> None:
+    d = Dispatcher(3)
+    inside, peak, lock = 0, 0, threading.Lock()
+    gate = threading.Barrier(3, timeout=5)
+
+    def call() -> None:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        gate.wait()  # only passes when three run at once
+        with lock:
+            inside -= 1
+
+    await asyncio.gather(*(d.run(call) for _ in range(6)))
+    assert peak == 3
+    await d.close()
+
+
+async def test_close_cancels_what_still_waits() -> None:
+    d = Dispatcher(1)
+    release, first = await blocked(d)
+    waiting = asyncio.create_task(d.run(lambda: "never"))
+    await asyncio.sleep(0.05)
+    await d.close()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_each_reconcile_asks_with_its_routes_age() -> None:
+    """The scheduler gives a route's API calls the time it first saw the route: an
+    older route's calls go first, and a route keeps its place on later reconciles."""
+    from shadowroute.reconciler import Outcome
+    from shadowroute.scheduler import Scheduler
+
+    seen: list[tuple[str, float]] = []
+
+    async def reconcile(namespace: str, name: str) -> Outcome:
+        seen.append((name, priority.get()))
+        return Outcome(None, 0)
+
+    sched = Scheduler(reconcile)
+    for name in ("old", "new", "old"):
+        sched.trigger("ns", name)
+        await asyncio.sleep(0.01)
+    await sched.stop()
+    (_, old), (_, new), (_, old_again) = seen
+    assert [n for n, _ in seen] == ["old", "new", "old"]
+    assert 0 < old < new and old_again == old
+    assert priority.get() == 0.0, "set only inside the reconcile's own task"
