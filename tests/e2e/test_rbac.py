@@ -339,13 +339,24 @@ def test_two_replicas_elect_one_leader_and_fail_over(
             lambda s: stable(s) and (s.get("history") or [{}])[0].get("outcome") == "Promoted",
             timeout=90,
         )
-        lease = json.loads(kubectl("get", "lease", release + "-shadowroute", "-n", namespace,
-                                   "-o", "json").stdout)  # fmt: skip
-        assert lease["spec"]["leaseTransitions"] >= 1
+
+        def lease() -> dict[str, Any]:
+            return json.loads(kubectl("get", "lease", release + "-shadowroute", "-n", namespace,
+                                      "-o", "json").stdout)  # fmt: skip
+
+        assert lease()["spec"]["leaseTransitions"] >= 1
 
         # Someone else holds the Lease now: the leader must stop reconciling and exit.
-        lease["spec"]["holderIdentity"] = "someone-else"
-        kubectl("replace", "-f", "-", input=json.dumps(lease))
+        # The leader renews every second, so a read-modify-write may meet a newer
+        # resourceVersion (409): read again and retry, as any client would.
+        def take_over() -> bool:
+            taken = lease()
+            taken["spec"]["holderIdentity"] = "someone-else"
+            done = kubectl("replace", "-f", "-", input=json.dumps(taken), check=False)
+            assert done.returncode == 0 or "Conflict" in done.stderr, done.stderr
+            return done.returncode == 0
+
+        wait_for(take_over, 20, 0.1, what="the Lease taken over")
         assert second.proc is not None
         assert second.proc.wait(20) == 3, "exit code 3: lost the lease"
     finally:

@@ -311,6 +311,13 @@ def test_unchanged_resource_makes_no_writes(
 ) -> None:
     r = make_route(route("quiet"))
     r.wait("Stable", stable)
+
+    def versions() -> dict[str, str]:
+        """resourceVersion of the ShadowRoute and every child."""
+        items = get_json(kubectl, "shadowroute,deployments,services", "-n", r.ns)["items"]
+        return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+                for o in items}  # fmt: skip
+
     wait_for(lambda: r.condition("Ready")["status"] == "True", 30, what="Ready")
     # An operator of its own for this namespace: its write counter sees only this route.
     own = OperatorProcess(cluster.kubeconfig, tmp_path, "--namespace", r.ns)
@@ -320,13 +327,19 @@ def test_unchanged_resource_makes_no_writes(
         time.sleep(1)
         done = own.reconciles()
         assert own.writes() == 0, "a restart on an up-to-date route writes nothing"
+        before = versions()
         # Events that make it reconcile without changing anything it decides on.
         kubectl("label", "-n", r.ns, "shadowroute/quiet", "touched=yes")
-        kubectl("annotate", "-n", r.ns, "shadowroute/quiet", "note=hello")
+        rv = "-o=jsonpath={.metadata.resourceVersion}"
+        sr_rv = kubectl("annotate", "-n", r.ns, "shadowroute/quiet", "note=hello", rv).stdout
         kubectl("label", "-n", r.ns, "deployment/quiet-primary", "touched=yes")
         wait_for(lambda: own.reconciles() >= done + 2, 30, what="reconciles after the events")
         time.sleep(2)
         writes = [m for m in own.metrics().splitlines() if m.startswith("shadowroute_api_writes")]
         assert own.writes() == 0, "\n".join(writes) + json.dumps(r.status(), indent=1)
+        # And by the API server's own account: no object changed but by our hand.
+        after = versions()
+        del before["Deployment/quiet-primary"], after["Deployment/quiet-primary"]
+        assert after == {**before, "ShadowRoute/quiet": sr_rv}
     finally:
         own.stop()
