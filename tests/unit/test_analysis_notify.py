@@ -181,6 +181,26 @@ async def test_the_cooldown_keeps_an_outage_from_spamming(receiver) -> None:
     assert len(got) == 2  # at 0 s and at 70 s
 
 
+async def test_what_cooled_down_is_forgotten(receiver) -> None:
+    """Over years of rollouts (and routes long deleted) the cooldown's memory holds
+    only the notices still cooling down."""
+    url, got, _ = receiver
+    spec = spec_with([{"name": "a", "url": url, "events": ["Promoted"]}], cooldown="1m")
+    passing = with_analysis(status(), "True", "AnalysisPassed")
+    down = with_analysis(status(), "False", "PrometheusUnavailable")
+    now = [0.0]
+    async with aiohttp.ClientSession() as session:
+        n = Notifier(session=lambda: session, clock=lambda: now[0])
+        for i in range(50):
+            n.notify(spec, passing, down, "shop", f"web-{i}", None)
+        assert len(n._sent) == 50
+        now[0] = 61
+        assert n.notify(spec, passing, down, "shop", "web-0", None), "cooled down: sent"
+        assert len(n._sent) == 1
+        await n.drain()
+    assert got == [], "the hook wants only Promoted"
+
+
 async def test_a_url_from_a_secret(receiver) -> None:
     url, got, _ = receiver
 

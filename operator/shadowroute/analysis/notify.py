@@ -200,7 +200,8 @@ class Notifier:
         self._session = session
         self._clock = clock
         self._sleep = sleep
-        self._sent: dict[tuple[str, ...], float] = {}
+        # When each notice was last sent, and the cooldown that then applied to it.
+        self._sent: dict[tuple[str, ...], tuple[float, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def notify(
@@ -220,13 +221,16 @@ class Notifier:
         due = []
         hold_after = parse_duration(spec.notifications.hold_after)
         for notice in transitions(old, new, namespace, name, hold_after):
-            last = self._sent.get(notice.key)
+            last, _ = self._sent.get(notice.key, (None, 0.0))
             if last is not None and now - last < cooldown:
                 log.info(
                     "%s/%s: %s not sent again within the cooldown", namespace, name, notice.kind
                 )
                 continue
-            self._sent[notice.key] = now
+            # Forget what no longer holds anything back: the map stays as small as the
+            # notices still cooling down, over years of rollouts and deleted routes.
+            self._sent = {k: v for k, v in self._sent.items() if now - v[0] < v[1]}
+            self._sent[notice.key] = (now, cooldown)
             due.append(notice)
             for hook in spec.notifications.webhooks:
                 if notice.kind in hook.events:
