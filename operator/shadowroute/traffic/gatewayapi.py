@@ -25,6 +25,7 @@ import copy
 from typing import Any
 
 from ..api.models import GatewayAPITraffic, HTTPRouteReference, ShadowRouteSpec
+from ..render.diff import contains
 from ..render.workloads import Owner, _metadata, child_labels
 from .failures import RouteError
 from .intent import Intent, cookie_regex, set_cookie
@@ -215,9 +216,9 @@ class RuleEdit(dict):
         filters = [f for f in live_filters if not self._ours(f)]
         wanted = want.get("filters", [])
         live_ours = [f for f in live_filters if self._ours(f)]
-        # The server fills in the mirror's group and kind: the same mirror, no write.
-        same = list(map(_with_defaults, live_ours)) == list(map(_with_defaults, wanted))
-        filters += live_ours if same else wanted
+        # Compared as our own routes are: what the server filled in (the mirror's group
+        # and kind) does not make it a different mirror.
+        filters += live_ours if contains(live_ours, wanted) else wanted
         if filters:
             rule["filters"] = filters
         else:
@@ -241,16 +242,6 @@ class RuleEdit(dict):
         ref = (rule_filter.get("requestMirror") or {}).get("backendRef") or {}
         local = ref.get("namespace") in (None, self["metadata"]["namespace"])
         return local and ref.get("name") in self.mirror_targets and not ref.get("group")
-
-
-def _with_defaults(rule_filter: dict[str, Any]) -> dict[str, Any]:
-    """A RequestMirror filter as the API server stores it (backendRef group and kind)."""
-    out = copy.deepcopy(rule_filter)
-    ref = (out.get("requestMirror") or {}).get("backendRef")
-    if ref is not None:
-        ref.setdefault("group", "")
-        ref.setdefault("kind", "Service")
-    return out
 
 
 def _service_names(refs: list[dict[str, Any]]) -> list[str]:
