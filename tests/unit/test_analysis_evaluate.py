@@ -389,9 +389,8 @@ class FakeSecrets:
 
     def __init__(self, data: dict[str, str] | None) -> None:
         self.data = data
-        self.core = self
 
-    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+    async def read_secret(self, namespace: str, name: str) -> Any:
         if self.data is None:
             raise ApiException(status=404, reason="Not Found")
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in self.data.items()}

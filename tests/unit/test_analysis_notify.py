@@ -205,12 +205,7 @@ async def test_a_url_from_a_secret(receiver) -> None:
     url, got, _ = receiver
 
     class Kube:
-        core = None
-
-        def __init__(self) -> None:
-            self.core = self
-
-        def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        async def read_secret(self, namespace: str, name: str) -> Any:
             assert (name, namespace) == ("hooks", "shop")
             return type("S", (), {"data": {"slack": base64.b64encode(url.encode()).decode()}})()
 

@@ -1,6 +1,6 @@
 """Credentials from Secrets: the Prometheus endpoint's auth and TLS, webhook URLs.
 
-A Secret is read through the operator's API client (in a worker thread), cached for a
+A Secret is read through the operator's API client (its worker pool, kube/), cached for a
 short while so a run every few seconds does not read it every time, and re-read after
 that, so a rotated credential is picked up without a restart. Values stay in memory:
 error messages name the Secret and the key, never what it holds.
@@ -8,7 +8,6 @@ error messages name the Secret and the key, never what it holds.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -51,7 +50,7 @@ async def read_secret(kube: Any, namespace: str, name: str) -> dict[str, bytes]:
     if kube is None:
         raise CredentialsError(f"Secret {namespace}/{name}: no API client to read it with")
     try:
-        secret = await asyncio.to_thread(kube.core.read_namespaced_secret, name, namespace)
+        secret = await kube.read_secret(namespace, name)
     except ApiException as exc:
         if exc.status == 404:
             raise CredentialsError(f"Secret {namespace}/{name} not found") from None

@@ -143,6 +143,10 @@ class Kube:
         )
         return dict(zip(kinds, lists, strict=True))
 
+    async def read_secret(self, namespace: str, name: str) -> Any:
+        """A Secret (the analysis's credentials); ApiException as the server answered."""
+        return await self._run(self.core.read_namespaced_secret, name, namespace)
+
     async def _raw_list(self, path: str, selector: str) -> list[dict[str, Any]]:
         try:
             data = await self._run(self._call, "GET", path, query=[("labelSelector", selector)])
