@@ -21,8 +21,17 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import ROOT, SESSION_PREFIX, Cluster, KubectlFn, OperatorProcess, wait_for
+from .conftest import (
+    ROOT,
+    SESSION_PREFIX,
+    Cluster,
+    KubectlFn,
+    OperatorProcess,
+    get_json,
+    wait_for,
+)
 from .test_rollout import Route, route, stable
+from .traffic_support import ROUTE_RESOURCES
 
 pytestmark = pytest.mark.e2e
 
@@ -133,33 +142,31 @@ def switch_providers(kubectl: KubectlFn, r: Route) -> None:
     """Provider gatewayapi, nginx, istio, then none again: each provider's route is
     created and the previous one deleted (list, watch, create, patch and delete of
     every route kind under the Role)."""
-    kinds = {
-        "gatewayapi": ("httproutes", "httproute.gateway.networking.k8s.io"),
-        "nginx": ("ingresses", "ingress.networking.k8s.io"),
-        "istio": ("virtualservices", "virtualservice.networking.istio.io"),
-    }
 
     def routes() -> list[str]:
-        out = []
-        for resource, _ in kinds.values():
-            out += kubectl("get", resource, "-n", r.ns, "-l", f"shadowroute.io/name={r.name}",
-                           "-o", "name").stdout.split()  # fmt: skip
-        return sorted(out)
+        found = get_json(kubectl, ",".join(ROUTE_RESOURCES.values()), "-n", r.ns,
+                         "-l", f"shadowroute.io/name={r.name}")["items"]  # fmt: skip
+        return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in found)
 
-    for traffic in (
-        {
-            "provider": "gatewayapi",
-            "gatewayAPI": {"parentRefs": [{"name": "gateway"}], "hostnames": ["least.example"]},
-        },
-        {"provider": "nginx", "nginx": {"ingressClassName": "nginx", "host": "least.example"}},
-        {"provider": "istio", "istio": {"hosts": ["least.example"]}},
+    for traffic, want in (
+        (
+            {
+                "provider": "gatewayapi",
+                "gatewayAPI": {"parentRefs": [{"name": "gateway"}], "hostnames": ["least.example"]},
+            },
+            [f"HTTPRoute/{r.name}"],
+        ),
+        (
+            {"provider": "nginx", "nginx": {"ingressClassName": "nginx", "host": "least.example"}},
+            [f"Ingress/{r.name}", f"Ingress/{r.name}-canary"],
+        ),
+        (
+            {"provider": "istio", "istio": {"hosts": ["least.example"]}},
+            [f"VirtualService/{r.name}"],
+        ),
     ):
         r.body["spec"]["traffic"] = traffic
         r.apply()
-        prefix = kinds[traffic["provider"]][1]
-        want = [f"{prefix}/{r.name}"]
-        if traffic["provider"] == "nginx":
-            want = sorted([*want, f"{prefix}/{r.name}-canary"])
         wait_for(lambda want=want: routes() == want, 30,
                  what=f"the operator's {traffic['provider']} route alone")  # fmt: skip
     r.body["spec"]["traffic"] = {"provider": "none"}
