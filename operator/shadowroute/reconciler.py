@@ -3,8 +3,12 @@ what changed. The imperative shell around rollout/ and render/."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import logging
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +16,19 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from . import analysis, traffic
-from .api.models import API_VERSION, KIND, ShadowRouteSpec, ShadowRouteStatus
-from .kube.client import Kube, api_error_reason
+from .analysis.notify import Notifier, transitions
+from .api.duration import parse_duration
+from .api.models import (
+    API_VERSION,
+    KIND,
+    OUTBOX_LIMIT,
+    NotificationEvent,
+    PendingEvent,
+    ShadowRouteSpec,
+    ShadowRouteStatus,
+    parse_timestamp,
+)
+from .kube.client import Gone, Kube, api_error_reason
 from .render import diff
 from .render.workloads import Owner, deployments, services
 from .rollout import conditions, from_live
@@ -22,6 +37,7 @@ from .rollout.observe import Observation
 
 log = logging.getLogger(__name__)
 APPLY_RETRY_SECONDS = 5.0
+APPLY_RETRY_CAP = 300.0
 
 
 @dataclass(frozen=True)
@@ -37,31 +53,109 @@ def status_dict(status: ShadowRouteStatus) -> dict[str, Any]:
 
 
 async def reconcile(
-    kube: Kube, namespace: str, name: str, now: dt.datetime | None = None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    now: dt.datetime | None = None,
+    *,
+    notifier: Notifier | None = None,
+    wake: Callable[[], None] | None = None,
 ) -> Outcome:
+    """`wake` asks for another reconcile of this route (a webhook delivery settled)."""
     body = await kube.get_shadowroute(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Outcome(None, 0)
-    now = now or dt.datetime.now(dt.UTC)
+    run = _Writes(kube, body, notifier or analysis.notifier(), wake)
+    try:
+        return await _reconcile(run, now or dt.datetime.now(dt.UTC))
+    except Gone:
+        return Outcome(None, run.count)  # deleted while we worked: nothing left to do
+
+
+@dataclass
+class _Writes:
+    """One reconcile's connection to the world: the object read, the writes made."""
+
+    kube: Kube
+    body: dict[str, Any]
+    notifier: Notifier
+    wake: Callable[[], None] | None
+    count: int = 0
+
+    @property
+    def namespace(self) -> str:
+        return self.body["metadata"]["namespace"]
+
+    @property
+    def name(self) -> str:
+        return self.body["metadata"]["name"]
+
+    async def status(self, old: ShadowRouteStatus, new: ShadowRouteStatus) -> None:
+        """Write the status when it changed; only to the object that was read."""
+        if status_dict(new) != status_dict(old):
+            uid = self.body["metadata"].get("uid")
+            await self.kube.apply_status(self.namespace, self.name, status_dict(new), uid=uid)
+            self.count += 1
+
+    async def deliver(
+        self, spec: ShadowRouteSpec | None, written: ShadowRouteStatus
+    ) -> tuple[ShadowRouteStatus, bool]:
+        """Post the pending Events and start the pending notifications of a status that
+        is already written; the status without what is done, and whether something is
+        still to be retried."""
+        left = []
+        for pending in written.pending_events:
+            recorded = await self.kube.event(
+                self.body, pending.type, pending.reason, pending.message,
+                name=f"{self.name}.{pending.id}",
+            )  # fmt: skip
+            if recorded:
+                self.count += 1
+            else:
+                left.append(pending)
+        a = spec.analysis if spec is not None else None
+        self.notifier.deliver(a, written, self.namespace, self.name, self.kube, self.wake)
+        settled = self.notifier.settled(self.namespace, self.name)
+        done = written.model_copy(
+            update={
+                "pending_events": left,
+                "pending_notifications": [
+                    n for n in written.pending_notifications if n.id not in settled
+                ],
+            }
+        )
+        self.notifier.forget(
+            self.namespace, self.name, settled - {n.id for n in done.pending_notifications}
+        )
+        return done, bool(left)
+
+
+async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
+    body, kube, namespace, name = w.body, w.kube, w.namespace, w.name
     meta = body["metadata"]
     status = ShadowRouteStatus.from_body(body.get("status"))
     try:
         spec = ShadowRouteSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        return await _refuse(kube, body, status, exc, now)
+        return await _refuse(w, status, exc, now)
 
     route_kinds = traffic.ROUTE_KINDS[spec.traffic.provider]
     children = await kube.list_children(namespace, name, ("Deployment", "Service", *route_kinds))
-    live = {kind: diff.index_by_name(objs) for kind, objs in children.items()}
+    # Only what this ShadowRoute controls is ours; a look-alike (our labels, another
+    # owner) is someone else's object in the way, found below.
+    live = {
+        kind: diff.index_by_name([o for o in objs if controlled_by(o, meta["uid"])])
+        for kind, objs in children.items()
+    }
     desired = desired_revision(spec)
     templates: dict[str, dict[str, Any]] = {}
-    for dep in children["Deployment"]:
+    for dep in live["Deployment"].values():
         found = from_live.user_template(dep)
         if found:
             templates.setdefault(found[0], found[1])
     templates[desired] = template_dict(spec)
 
-    roles = from_live.workloads(name, children["Deployment"])
+    roles = from_live.workloads(name, list(live["Deployment"].values()))
     evaluation = await analysis.evaluate(spec, status, namespace, name, now, kube=kube)
     obs = Observation(
         generation=int(meta.get("generation") or 0),
@@ -73,29 +167,80 @@ async def reconcile(
         primary_template_known=(status.primary_revision or desired) in templates,
     )
     decision = decide(spec, status.model_copy(update={"analysis": evaluation.status}), obs, now)
-    new_status = decision.status
     requeue = _earliest(decision.requeue_after, evaluation.requeue_after)
 
     owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
-    deps, missing = deployments(owner, spec, new_status, desired, templates)
+    deps, missing = deployments(owner, spec, decision.status, desired, templates)
     if missing:
         # The template of the revision a Deployment should keep is gone (its Deployment
         # was deleted): run the desired template there rather than nothing.
-        fallback = new_status.model_copy(
+        fallback = decision.status.model_copy(
             update={"primary_revision": desired, "canary_revision": desired}
         )
         more, _ = deployments(owner, spec, fallback, desired, templates)
         deps += [d for d in more if d["metadata"]["labels"]["shadowroute.io/role"] in missing]
     # Routing first (a rollback moves traffic before anything scales down), then pods.
     desired_objs = [
-        *traffic.render_routes(owner, spec, new_status),
-        *services(owner, spec, new_status),
+        *traffic.render_routes(owner, spec, decision.status),
+        *services(owner, spec, decision.status),
         *deps,
     ]
 
-    written = 0
+    # Someone else's object where a child of ours would go: write nothing, say whose.
+    conflicts = await _look_up(kube, meta["uid"], desired_objs, live, children)
+    if conflicts:
+        held = status.model_copy(deep=True)
+        message = "; ".join(conflicts)
+        failed = _report_failure(held, status, "NameConflict", message, now, meta["uid"])
+        conditions.set_condition(held, "Ready", "False", "NameConflict", message, now)
+        await w.status(status, held)
+        written, retry = await w.deliver(spec, held)
+        await w.status(held, written)
+        return Outcome(_earliest(_backoff(failed, now), 5.0 if retry else None), w.count, written)
+
+    # The decision is durable before it acts: status first, with the Events and
+    # notifications it decided, so no kill at any instant loses a rollback (a restart
+    # reads RolledBack and renders weight 0 again) or an Event.
+    intent = decision.status.model_copy(deep=True)
+    _keep_reported_failure(intent, status)
+    _enqueue(intent, meta["uid"], now, [(e.type, e.reason, e.message) for e in decision.events])
+    _enqueue(intent, meta["uid"], now, _hold_warnings(spec, status, decision.status))
+    intent.pending_notifications = [
+        *intent.pending_notifications,
+        *w.notifier.decide(spec.analysis, status, decision.status, namespace, name),
+    ][-OUTBOX_LIMIT:]
+    await w.status(status, intent)
+
+    final = intent.model_copy(deep=True)
+    failure = await _apply(w, owner, spec, obs, status, desired_objs, live, route_kinds)
+    if failure is None:
+        _clear_reported_failure(final, decision.status)
+    else:
+        why, message = failure
+        if why == "Gone":
+            return Outcome(None, w.count)  # the namespace is going away, and we with it
+        failed = _report_failure(final, status, why, message, now, meta["uid"])
+        requeue = _earliest(requeue, _backoff(failed, now))
+    await w.status(intent, final)
+    written, retry = await w.deliver(spec, final)
+    await w.status(final, written)
+    return Outcome(_earliest(requeue, 5.0 if retry else None), w.count, written)
+
+
+async def _apply(
+    w: _Writes,
+    owner: Owner,
+    spec: ShadowRouteSpec,
+    obs: Observation,
+    status: ShadowRouteStatus,
+    desired_objs: list[dict[str, Any]],
+    live: dict[str, dict[str, dict[str, Any]]],
+    route_kinds: tuple[str, ...],
+) -> tuple[str, str] | None:
+    """Write the children that differ and delete stale routes; the reason and message
+    of the first failure (nothing after it is written), or None."""
+    kube, namespace, name = w.kube, w.namespace, w.name
     current: dict[str, Any] = {"kind": ""}  # the object being written, for the report
-    traffic.note_approximation(spec, new_status)
     try:
         for current in desired_objs:
             if isinstance(current, traffic.RuleEdit):
@@ -112,16 +257,15 @@ async def reconcile(
                         if exc.status == 409 and attempt == 1:
                             continue
                         raise
-                    written += 1
+                    w.count += 1
                     break
                 continue
             seen = live[current["kind"]].get(current["metadata"]["name"])
             if diff.needs_write(current, seen):
-                # A route not yet seen as ours is created without force: someone else's
-                # object of that name is then a conflict, never silently taken over.
-                force = seen is not None or not traffic.is_route(current)
-                await kube.apply(diff.with_applied_hash(current), force=force)
-                written += 1
+                # Not yet ours: created without force, so fields of another manager are
+                # a conflict rather than taken over (the check above found no object).
+                await kube.apply(diff.with_applied_hash(current), force=seen is not None)
+                w.count += 1
         # Routes no longer rendered (another provider, or your own HTTPRoute instead of
         # ours) go, after the new ones are in place. Other providers' kinds are listed
         # only when that can have happened: a new spec, or a failure last time. Kinds
@@ -139,33 +283,110 @@ async def reconcile(
                         raise
         for current in traffic.stale_routes(owner, desired_objs, found):
             await kube.delete(current)
-            written += 1
-    except (ApiException, traffic.RouteError) as exc:
-        if isinstance(exc, traffic.RouteError):
-            why, message = exc.reason, exc.message
-        else:
-            reason, message = api_error_reason(exc)
-            if "being terminated" in message:
-                return Outcome(None, written)  # the namespace is going away, and we with it
-            why, message = (
-                traffic.route_failure(current, exc)
-                if traffic.is_route(current)
-                else ("ApplyFailed", f"{reason}: {message}")
+            w.count += 1
+    except traffic.RouteError as exc:
+        return exc.reason, exc.message
+    except ApiException as exc:
+        reason, message = api_error_reason(exc)
+        if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
+            return "Gone", message
+        if exc.status == 422 and "Controller set to true" in message:
+            return "NameConflict", (
+                f"{current['kind']} {current['metadata']['name']} is controlled by another "
+                f"object: {message}"
             )
-        requeue = _earliest(requeue, APPLY_RETRY_SECONDS)
-        _report_apply_failure(new_status, status, message, now, why)
-        if not _already_reported(status, new_status):
-            await kube.event(body, "Warning", why, message)
-            written += 1
+        if traffic.is_route(current):
+            return traffic.route_failure(current, exc)
+        return "ApplyFailed", f"{reason}: {message}"
+    return None
 
-    if status_dict(new_status) != status_dict(status):
-        await kube.apply_status(namespace, name, status_dict(new_status))
-        written += 1
-    for event in decision.events:
-        await kube.event(body, event.type, event.reason, event.message)
-        written += 1
-    analysis.notify(spec, status, new_status, namespace, name, kube)  # in the background
-    return Outcome(requeue, written, new_status)
+
+def controlled_by(obj: dict[str, Any], uid: str) -> bool:
+    """The object's controller owner reference names this uid."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def _whose(obj: dict[str, Any]) -> str:
+    """Who an object belongs to, in words: its controller, else who wrote it."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return f"controlled by {ref.get('kind')} {ref.get('name')}"
+    managers = sorted({m.get("manager", "?") for m in meta.get("managedFields") or []})
+    return f"not created by this ShadowRoute (written by {', '.join(managers) or 'someone else'})"
+
+
+async def _look_up(
+    kube: Kube,
+    uid: str,
+    desired_objs: list[dict[str, Any]],
+    live: dict[str, dict[str, dict[str, Any]]],
+    children: dict[str, list[dict[str, Any]]],
+) -> list[str]:
+    """Look up each child we would write that is not listed as ours: one of ours that
+    lost its labels joins `live`; an object this ShadowRoute does not control (a user's
+    Service, a sibling ShadowRoute's child) is a conflict, described. At rest every
+    child is listed as ours: no read."""
+    labelled = {(kind, o["metadata"]["name"]): o for kind, objs in children.items() for o in objs}
+    unknown = [
+        o
+        for o in desired_objs
+        if not isinstance(o, traffic.RuleEdit) and o["metadata"]["name"] not in live[o["kind"]]
+    ]
+
+    async def found(o: dict[str, Any]) -> dict[str, Any] | None:
+        key = (o["kind"], o["metadata"]["name"])
+        if key in labelled:
+            return labelled[key]
+        try:
+            return await kube.get(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
+        except ApiException:
+            return None  # a kind not served: the apply reports it
+
+    conflicts = []
+    for o, there in zip(unknown, await asyncio.gather(*map(found, unknown)), strict=True):
+        if there is None:
+            continue
+        if controlled_by(there, uid):
+            live[o["kind"]][o["metadata"]["name"]] = there
+            continue
+        conflicts.append(
+            f"{o['kind']} {o['metadata']['name']} exists and is {_whose(there)}; the "
+            "operator never writes, adopts or deletes it: rename one of them or remove it"
+        )
+    return conflicts
+
+
+def _hold_warnings(
+    spec: ShadowRouteSpec, old: ShadowRouteStatus, new: ShadowRouteStatus
+) -> list[tuple[str, str, str]]:
+    """A Warning Event when the analysis has held a rollout for a whole interval (two
+    runs in a row), with the condition's reason: the first run of a step often has no
+    data yet, and that is no news."""
+    if spec.analysis is None:
+        return []
+    hold_after = parse_duration(spec.analysis.interval)
+    return [
+        ("Warning", n.reason, f"analysis holds revision {n.revision}: {n.message}")
+        for n in transitions(old, new, "", "", hold_after)
+        if n.kind is NotificationEvent.HELD
+    ]
+
+
+def _enqueue(
+    s: ShadowRouteStatus, uid: str, now: dt.datetime, events: list[tuple[str, str, str]]
+) -> None:
+    """Add Events to status.pendingEvents, each with an id that names it (posting it
+    twice records it once)."""
+    start = len(s.pending_events)
+    added = []
+    for i, (type_, reason, message) in enumerate(events, start):
+        key = f"{uid}\x00{now.isoformat()}\x00{i}\x00{reason}"
+        ident = hashlib.sha256(key.encode()).hexdigest()[:16]
+        added.append(PendingEvent(id=ident, type=type_, reason=reason, message=message[:1024]))
+    if added:
+        s.pending_events = [*s.pending_events, *added][-OUTBOX_LIMIT:]
 
 
 def _earliest(*delays: float | None) -> float | None:
@@ -173,44 +394,87 @@ def _earliest(*delays: float | None) -> float | None:
     return min(known) if known else None
 
 
-def _report_apply_failure(
+# Degraded reasons the shell reports (writing children failed), not the state machine.
+SHELL_REASONS = frozenset({"ApplyFailed", "NameConflict"})
+
+
+def _shell_failure(s: ShadowRouteStatus) -> bool:
+    c = s.condition("Degraded")
+    return (
+        c is not None
+        and c.status == "True"
+        and (c.reason in SHELL_REASONS or c.reason.startswith("Route"))
+    )
+
+
+def _keep_reported_failure(intent: ShadowRouteStatus, old: ShadowRouteStatus) -> None:
+    """A write failure stays reported until a write succeeds (not flipped back and
+    forth by the decision, which knows nothing of writes)."""
+    if _shell_failure(old) and not _machine_degraded(intent):
+        intent.conditions = [
+            old.condition("Degraded") if c.type == "Degraded" else c for c in intent.conditions
+        ]
+
+
+def _clear_reported_failure(final: ShadowRouteStatus, decided: ShadowRouteStatus) -> None:
+    """Every write succeeded: Degraded and Ready are what the decision says."""
+    if _shell_failure(final):
+        final.conditions = list(decided.conditions)
+
+
+def _machine_degraded(s: ShadowRouteStatus) -> bool:
+    c = s.condition("Degraded")
+    return c is not None and c.status == "True"
+
+
+def _report_failure(
     new: ShadowRouteStatus,
     old: ShadowRouteStatus,
+    reason: str,
     message: str,
     now: dt.datetime,
-    reason: str = "ApplyFailed",
-) -> None:
-    """Degraded=True with the API server's answer; the same failure again keeps the
-    condition exactly as it was, so a persistent error does not rewrite status."""
+    uid: str,
+) -> dt.datetime:
+    """Degraded=True with the API server's answer, and a Warning Event the first time;
+    the same failure again keeps the condition exactly as it was, so a persistent error
+    does not rewrite status. Returns since when it has been failing."""
     previous = old.condition("Degraded")
-    if previous and previous.reason == reason and previous.message == message:
+    if previous and (previous.status, previous.reason, previous.message) == (
+        "True",
+        reason,
+        message,
+    ):
         new.conditions = [c if c.type != "Degraded" else previous for c in new.conditions]
+        since = previous.last_transition_time
     else:
         conditions.set_condition(new, "Degraded", "True", reason, message, now)
+        _enqueue(new, uid, now, [("Warning", reason, message)])
+        since = (new.condition("Degraded") or previous).last_transition_time
+    return parse_timestamp(since) if since else now
 
 
-def _already_reported(old: ShadowRouteStatus, new: ShadowRouteStatus) -> bool:
-    return old.condition("Degraded") == new.condition("Degraded")
+def _backoff(failing_since: dt.datetime, now: dt.datetime) -> float:
+    """How long to wait before writing again: as long as it has been failing (so the
+    retries double), from 5 s to 5 min, with jitter. Restart-safe: the start of the
+    failure is the condition's lastTransitionTime."""
+    elapsed = (now - failing_since).total_seconds()
+    return min(max(elapsed, APPLY_RETRY_SECONDS), APPLY_RETRY_CAP) * random.uniform(0.8, 1.0)
 
 
 async def _refuse(
-    kube: Kube,
-    body: dict[str, Any],
-    status: ShadowRouteStatus,
-    exc: ValidationError,
-    now: dt.datetime,
+    w: _Writes, status: ShadowRouteStatus, exc: ValidationError, now: dt.datetime
 ) -> Outcome:
     """A spec the schema let through but the models refuse: say so, change nothing."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     message = f"spec.{where}: {first['msg']}"
     new = status.model_copy(deep=True)
-    new.observed_generation = int(body["metadata"].get("generation") or 0)
+    new.observed_generation = int(w.body["metadata"].get("generation") or 0)
+    previous = status.condition("Degraded")
+    if previous is None or (previous.reason, previous.message) != ("InvalidSpec", message):
+        _enqueue(new, w.body["metadata"]["uid"], now, [("Warning", "InvalidSpec", message)])
     conditions.set_condition(new, "Degraded", "True", "InvalidSpec", message, now)
-    if status_dict(new) == status_dict(status):
-        return Outcome(None, 0)
-    await kube.apply_status(
-        body["metadata"]["namespace"], body["metadata"]["name"], status_dict(new)
-    )
-    await kube.event(body, "Warning", "InvalidSpec", message)
-    return Outcome(None, 2)
+    await w.status(status, new)
+    written, retry = await w.deliver(None, new)
+    await w.status(new, written)
+    return Outcome(5.0 if retry else None, w.count)

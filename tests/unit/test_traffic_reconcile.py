@@ -85,12 +85,19 @@ class FakeKube:
         self.calls.append(("delete", obj["kind"], obj["metadata"]["name"]))
         del self.objects[(obj["kind"], obj["metadata"]["name"])]
 
-    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def apply_status(
+        self, namespace: str, name: str, status: dict[str, Any], uid: str | None = None
+    ) -> None:
         self.calls.append(("status",))
+        self._maybe_fail("status")
         self.body["status"] = copy.deepcopy(status)
 
-    async def event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def event(
+        self, body: dict[str, Any], type_: str, reason: str, message: str, name: str = ""
+    ) -> bool:
         self.calls.append(("event", type_, reason, message))
+        self._maybe_fail("event")
+        return True
 
     def writes(self, what: str) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] == what]
@@ -99,12 +106,12 @@ class FakeKube:
         return next(c for c in self.body["status"]["conditions"] if c["type"] == "Degraded")
 
 
-async def test_a_route_not_yet_seen_as_ours_is_created_without_force() -> None:
+async def test_a_child_not_yet_seen_as_ours_is_created_without_force() -> None:
     kube = FakeKube(spec_raw("gatewayapi"))
     await reconcile(kube, NS, NAME)
     applies = kube.writes("apply")
     assert applies[0] == ("apply", "HTTPRoute", NAME, False), "routes first, never forced"
-    assert all(force for _, kind, _, force in applies[1:]), "Services and Deployments: ours"
+    assert not any(force for *_, force in applies), "a new child never takes fields over"
     # Once listed as ours, a change to it is forced (taking back a drive-by edit).
     kube.body["spec"]["traffic"]["gatewayAPI"]["hostnames"] = ["other.example.com"]
     kube.body["metadata"]["generation"] += 1

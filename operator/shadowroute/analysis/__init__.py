@@ -2,8 +2,9 @@
 
 The reconciler calls `evaluate` before the state machine decides; it returns the
 signal the machine acts on (Healthy: may advance; Pending: hold; Failed: roll back in
-this very reconcile) and the analysis part of the status. After the status is written
-the reconciler calls `notify`, which tells the webhooks what changed.
+this very reconcile) and the analysis part of the status. The reconciler asks the
+`notifier` which webhook notices a decision sends, and has them delivered once they
+are written into status.
 
 A run happens every `interval` (scheduled with requeue_after), or at once when what it
 looks at changes; between runs the last run's verdict, kept in status, stands. All the
@@ -299,20 +300,9 @@ def _unavailable(
     return Evaluation(new, AnalysisSignal(health, UNAVAILABLE, message), wait)
 
 
-def notify(
-    spec: ShadowRouteSpec,
-    old: ShadowRouteStatus,
-    new: ShadowRouteStatus,
-    namespace: str,
-    name: str,
-    kube: Any = None,
-) -> None:
-    """Tell the spec's webhooks about a promotion, rollback or hold that the status
-    just written records; returns at once (delivery runs in the background)."""
-    try:
-        _notifier.notify(spec.analysis, old, new, namespace, name, kube)
-    except Exception:  # a notification must never fail a reconcile
-        log.exception("%s/%s: notifications failed", namespace, name)
+def notifier() -> Notifier:
+    """The operator's notifier: its cooldown memory and the deliveries under way."""
+    return _notifier
 
 
 async def close(grace: float = 5.0) -> None:

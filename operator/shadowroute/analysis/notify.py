@@ -1,21 +1,27 @@
 """Notifications: a JSON webhook and a Slack-compatible one, on promote, rollback and
 hold.
 
-What to send is decided from two statuses, the one read and the one just written
+What to send is decided from two statuses, the one read and the one decided
 (`transitions`, pure): a new history entry is a promotion or a rollback; the
-AnalysisHealthy condition turning False while a rollout runs is a hold. So a restart
-sends nothing again, and nothing is sent for a decision whose status write failed.
+AnalysisHealthy condition turning False while a rollout runs is a hold. The notices
+are written into `status.pendingNotifications` together with the status that decided
+them, before anything is sent: delivered at least once, however the operator is
+stopped (a restarted operator sends what is still pending), never for a decision
+whose status write failed.
 
-Delivery is best effort, in the background (a rollback never waits for a webhook):
-a few attempts with backoff and jitter on transient errors, each bounded by a timeout.
-A cooldown per route, kind and revision (or hold reason) keeps an outage that comes
-and goes from spamming; it lives in memory, which at worst lets one repeat through a
-restart. URLs may be credentials (a Slack webhook URL is one): they are never logged.
+Delivery runs in the background (a rollback never waits for a webhook): a few
+attempts with backoff and jitter on transient errors, each bounded by a timeout; then
+the notice is settled (delivered or given up on) and the reconciler drops it from
+status. A cooldown per route, kind and revision (or hold reason) keeps an outage that
+comes and goes from spamming; it lives in memory, which at worst lets one repeat
+through a restart. URLs may be credentials (a Slack webhook URL is one): they are
+never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -29,6 +35,7 @@ from ..api.duration import parse_duration
 from ..api.models import (
     AnalysisSpec,
     NotificationEvent,
+    PendingNotification,
     ShadowRouteStatus,
     Webhook,
     WebhookType,
@@ -188,8 +195,18 @@ def _hold(
     )
 
 
+def pending_id(*parts: object) -> str:
+    """A notice's identity: made once, when it is decided, then kept in status."""
+    key = "\x00".join(map(str, parts))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+Key = tuple[str, str]  # (namespace, name)
+
+
 class Notifier:
-    """Sends notices to a spec's webhooks, in the background, with a cooldown."""
+    """Decides which notices a status change sends (with a cooldown) and delivers the
+    pending ones in the background, once each per process."""
 
     def __init__(
         self,
@@ -203,17 +220,18 @@ class Notifier:
         # When each notice was last sent, and the cooldown that then applied to it.
         self._sent: dict[tuple[str, ...], tuple[float, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._started: dict[Key, set[str]] = {}  # ids under way or settled, per route
+        self._settled: dict[Key, set[str]] = {}  # ids done: to drop from status
 
-    def notify(
+    def decide(
         self,
         spec: AnalysisSpec | None,
         old: ShadowRouteStatus,
         new: ShadowRouteStatus,
         namespace: str,
         name: str,
-        kube: Any,
-    ) -> list[Notice]:
-        """Start sending what changed; returns the notices that will be sent."""
+    ) -> list[PendingNotification]:
+        """The notices the change from old to new sends, for status.pendingNotifications."""
         if spec is None or spec.notifications is None:
             return []
         cooldown = parse_duration(spec.notifications.cooldown)
@@ -231,15 +249,108 @@ class Notifier:
             # notices still cooling down, over years of rollouts and deleted routes.
             self._sent = {k: v for k, v in self._sent.items() if now - v[0] < v[1]}
             self._sent[notice.key] = (now, cooldown)
-            due.append(notice)
-            for hook in spec.notifications.webhooks:
-                if notice.kind in hook.events:
-                    task = asyncio.get_running_loop().create_task(
-                        self._deliver(hook, notice, namespace, kube)
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+            ident = pending_id(
+                namespace, name, notice.kind.value, notice.revision, notice.at, now, len(due)
+            )
+            due.append(
+                PendingNotification(
+                    id=ident,
+                    kind=notice.kind,
+                    revision=notice.revision,
+                    reason=notice.reason,
+                    message=notice.message,
+                    at=notice.at or None,
+                )
+            )
         return due
+
+    def deliver(
+        self,
+        spec: AnalysisSpec | None,
+        status: ShadowRouteStatus,
+        namespace: str,
+        name: str,
+        kube: Any,
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
+        """Start sending each of status.pendingNotifications not yet started by this
+        process; `on_settled` is called when one is done (the reconciler then drops it
+        from status)."""
+        key = (namespace, name)
+        started = self._started.setdefault(key, set())
+        for pending in status.pending_notifications:
+            if pending.id in started:
+                continue
+            started.add(pending.id)
+            notice = Notice(
+                pending.kind,
+                namespace,
+                name,
+                pending.revision,
+                pending.reason,
+                pending.message,
+                status,
+                pending.at or "",
+            )
+            hooks = []
+            if spec is not None and spec.notifications is not None:
+                hooks = [h for h in spec.notifications.webhooks if notice.kind in h.events]
+            task = asyncio.get_running_loop().create_task(
+                self._deliver_all(hooks, notice, pending.id, kube, on_settled)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def settled(self, namespace: str, name: str) -> set[str]:
+        """The ids delivered or given up on, still to be dropped from status."""
+        return set(self._settled.get((namespace, name), ()))
+
+    def forget(self, namespace: str, name: str, ids: set[str]) -> None:
+        """The status no longer lists these ids: nothing more to remember of them."""
+        key = (namespace, name)
+        for table in (self._started, self._settled):
+            left = table.get(key, set()) - ids
+            if left:
+                table[key] = left
+            else:
+                table.pop(key, None)
+
+    def notify(
+        self,
+        spec: AnalysisSpec | None,
+        old: ShadowRouteStatus,
+        new: ShadowRouteStatus,
+        namespace: str,
+        name: str,
+        kube: Any,
+    ) -> list[PendingNotification]:
+        """Decide and deliver in one go (no status in between): for tools and tests."""
+        due = self.decide(spec, old, new, namespace, name)
+        self.deliver(spec, new.model_copy(update={"pending_notifications": due}), namespace,
+                     name, kube)  # fmt: skip
+        return due
+
+    async def _deliver_all(
+        self,
+        hooks: list[Webhook],
+        notice: Notice,
+        ident: str,
+        kube: Any,
+        on_settled: Callable[[], None] | None,
+    ) -> None:
+        results = await asyncio.gather(
+            *(self._deliver(h, notice, notice.namespace, kube) for h in hooks),
+            return_exceptions=True,
+        )
+        for hook, result in zip(hooks, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "webhook %s of %s/%s: %s not delivered: %s",
+                    hook.name, notice.namespace, notice.name, notice.kind, type(result).__name__,
+                )  # fmt: skip
+        self._settled.setdefault((notice.namespace, notice.name), set()).add(ident)
+        if on_settled is not None:
+            on_settled()
 
     async def drain(self) -> None:
         """Wait for the deliveries under way (tests, shutdown)."""

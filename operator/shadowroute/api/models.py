@@ -1471,6 +1471,34 @@ class HistoryEntry(StatusModel):
     at: Timestamp | None = Field(None, description="When it ended.")
 
 
+OUTBOX_LIMIT = 32
+
+
+class PendingEvent(StatusModel):
+    """An Event decided with a status change and not yet confirmed as recorded.
+
+    Written with the status that decided it, before the operator acts, so that a crash
+    at any instant loses no Event: the next reconcile posts what is still pending. The
+    Event's name is `<name>.<id>`, so posting it twice records it once."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{16}$", description="Names the Event: `<name>.<id>`.")
+    type: str = Field("Normal", pattern=r"^(Normal|Warning)$", description="Normal or Warning.")
+    reason: str = Field(max_length=128, description="The Event's reason.")
+    message: str = Field("", max_length=1024, description="The Event's note.")
+
+
+class PendingNotification(StatusModel):
+    """A webhook notification decided with a status change and not yet delivered (or
+    given up on); delivered again after a crash, so at least once."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{16}$", description="Identifies it across restarts.")
+    kind: NotificationEvent = Field(description="Promoted, RolledBack or Held.")
+    revision: str = Field("", description="The revision it is about.")
+    reason: str = Field("", max_length=1024, description="Why, in one CamelCase word.")
+    message: str = Field("", description="Why, for people.")
+    at: Timestamp | None = Field(None, description="When it happened.")
+
+
 class ShadowRouteStatus(StatusModel):
     """What the operator observed and decided; all progress lives here."""
 
@@ -1545,6 +1573,16 @@ class ShadowRouteStatus(StatusModel):
         default_factory=list,
         max_length=HISTORY_LIMIT,
         description=f"The last {HISTORY_LIMIT} rollouts, newest first.",
+    )
+    pending_events: list[PendingEvent] = Field(
+        default_factory=list,
+        max_length=OUTBOX_LIMIT,
+        description="Events decided and not yet confirmed as recorded (normally empty).",
+    )
+    pending_notifications: list[PendingNotification] = Field(
+        default_factory=list,
+        max_length=OUTBOX_LIMIT,
+        description="Webhook notifications decided and not yet delivered (normally empty).",
     )
 
     @classmethod

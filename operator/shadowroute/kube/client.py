@@ -16,12 +16,14 @@ import functools
 import json
 import logging
 import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -39,17 +41,38 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+CRASH_AFTER_ENV = "SHADOWROUTE_CRASH_AFTER_WRITE"
+"""Fault injection for the crash-point tests: `KIND:N` (or `any:N`) SIGKILLs the
+operator right after its N-th write of that kind (`Deployment`, `Service`,
+`HTTPRoute`, `ShadowRoute/status`, `Event`, ...). Unset in production."""
+
+
+def _crash_point(spec: str | None) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    kind, _, count = spec.rpartition(":")
+    return (kind, int(count)) if kind and count.isdigit() and int(count) > 0 else None
+
+
 class WriteCounter:
     """API writes by kind, for tests, benchmarks and the operator's metrics."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.by_kind: collections.Counter[str] = collections.Counter()
+        self._crash = _crash_point(os.environ.get(CRASH_AFTER_ENV))
 
     def add(self, kind: str) -> None:
         with self._lock:
             self.by_kind[kind] += 1
+            seen = self.by_kind[kind] if self._crash and self._crash[0] != "any" else None
+            total = sum(self.by_kind.values())
         API_WRITES.labels(kind).inc()
+        if self._crash is not None:
+            which, after = self._crash
+            if (which == "any" and total >= after) or (which == kind and seen == after):
+                log.warning("%s=%s: killing the operator after this write", CRASH_AFTER_ENV, kind)
+                os.kill(os.getpid(), signal.SIGKILL)
 
     @property
     def total(self) -> int:
@@ -208,34 +231,55 @@ class Kube:
             raise
         writes.add(f"{obj['kind']}/delete")
 
-    async def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Apply the whole status: fields we no longer set are removed (we own them)."""
+    async def apply_status(
+        self, namespace: str, name: str, status: dict[str, Any], uid: str | None = None
+    ) -> None:
+        """Apply the whole status: fields we no longer set are removed (we own them).
+        With `uid`, only to that very object: a ShadowRoute deleted (or deleted and
+        created again) meanwhile raises Gone instead of getting another's status."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if uid:
+            metadata["uid"] = uid
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ShadowRoute",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "status": status,
         }
-        await self._run(
-            self._call,
-            "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=body,
-            content_type=APPLY_PATCH,
-        )
+        try:
+            await self._run(
+                self._call,
+                "PATCH",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                body=body,
+                content_type=APPLY_PATCH,
+            )
+        except ApiException as exc:
+            if (exc.status == 404 and _names_an_object(exc)) or (uid and exc.status == 409):
+                raise Gone(f"ShadowRoute {namespace}/{name} is gone") from exc
+            raise
         writes.add("ShadowRoute/status")
 
-    async def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """Record an Event on the ShadowRoute (events.k8s.io/v1). Best effort: an Event
-        that cannot be written is logged, never fatal."""
+    async def event(
+        self,
+        involved: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        name: str | None = None,
+    ) -> bool:
+        """Record an Event on the ShadowRoute (events.k8s.io/v1). With `name`, an Event
+        of that name that already exists counts as recorded (posting twice records
+        once). False only when trying again may help (the API server did not answer or
+        failed); an Event refused for good (RBAC, validation) is logged and dropped."""
         meta = involved["metadata"]
         now = dt.datetime.now(dt.UTC)
         event = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "name": name or f"{meta['name']}.{uuid.uuid4().hex[:12]}",
                 "namespace": meta["namespace"],
             },
             "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -261,9 +305,20 @@ class Kube:
                 f"/apis/events.k8s.io/v1/namespaces/{meta['namespace']}/events",
                 body=event,
             )
-            writes.add("Event")
         except ApiException as exc:
+            if exc.status == 409:
+                return True  # recorded before (a retry after a crash)
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc.reason)
+            return exc.status in (400, 403, 404, 422)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # no answer
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
+            return False
+        writes.add("Event")
+        return True
+
+
+class Gone(Exception):
+    """The ShadowRoute being reconciled no longer exists (deleted mid-reconcile)."""
 
 
 _PATHS = {

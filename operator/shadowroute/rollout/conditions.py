@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..api.models import ConditionStatus, ShadowRouteStatus, format_timestamp
+from ..api.models import Condition, ConditionStatus, ShadowRouteStatus, format_timestamp
 from .observe import Observation
 
 READY = "Ready"
@@ -99,3 +99,12 @@ def _degraded(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
         set_condition(s, DEGRADED, "True", "ProgressDeadlineExceeded", s.message or "", now)
     else:
         set_condition(s, DEGRADED, "False", "AsExpected", "", now)
+
+
+def readiness_lost(old: ShadowRouteStatus, new: ShadowRouteStatus) -> Condition | None:
+    """Ready turned False after it was True: the version taking the live traffic is not
+    available any more. Worth a Warning Event, once per loss."""
+    before, after = old.condition(READY), new.condition(READY)
+    if before is None or after is None or before.status != "True" or after.status != "False":
+        return None
+    return after

@@ -138,6 +138,9 @@ def decide(
 
     s.phase = PAUSED if _shows_paused(run) else (s.stage or INITIALIZING)
     conditions.update(s, obs, run.now, run.paused)
+    lost = conditions.readiness_lost(status, s)
+    if lost is not None:
+        run.event(lost.reason, lost.message, warning=True)
     requeue = min(run.timers) - now if run.timers else None
     return Decision(
         status=s,
