@@ -18,25 +18,39 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, log_dir: Path | None = None, *args: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        log_dir: Path | None = None,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = args
         self.kubeconfig = kubeconfig
+        self.env = env or {}
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="shadowroute-operator-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
         self.starts = 0
         self.log = self.log_dir / "operator.log"
 
-    def start(self) -> OperatorProcess:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process and return at once (it may die before it serves)."""
         self.metrics_port = free_port()
         self.starts += 1
         self.log = self.log_dir / f"operator-{id(self)}-{self.starts}.log"
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shadowroute", "--metrics-port", str(self.metrics_port),
              "--metrics-address", "127.0.0.1", *self.args],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )  # fmt: skip
+        return self.proc
+
+    def start(self) -> OperatorProcess:
+        """Start the process and wait until it serves /metrics."""
+        self.spawn()
+        assert self.proc is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

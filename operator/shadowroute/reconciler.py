@@ -193,9 +193,8 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         message = "; ".join(conflicts)
         failed = _report_failure(held, status, "NameConflict", message, now, meta["uid"])
         conditions.set_condition(held, "Ready", "False", "NameConflict", message, now)
-        await w.status(status, held)
         written, retry = await w.deliver(spec, held)
-        await w.status(held, written)
+        await w.status(status, written)
         return Outcome(_earliest(_backoff(failed, now), 5.0 if retry else None), w.count, written)
 
     # The decision is durable before it acts: status first, with the Events and
@@ -221,9 +220,10 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
             return Outcome(None, w.count)  # the namespace is going away, and we with it
         failed = _report_failure(final, status, why, message, now, meta["uid"])
         requeue = _earliest(requeue, _backoff(failed, now))
-    await w.status(intent, final)
+    # Events go out after the writes they tell of; then one status write says what
+    # is left (normally nothing) and what the writes found.
     written, retry = await w.deliver(spec, final)
-    await w.status(final, written)
+    await w.status(intent, written)
     return Outcome(_earliest(requeue, 5.0 if retry else None), w.count, written)
 
 
@@ -474,7 +474,6 @@ async def _refuse(
     if previous is None or (previous.reason, previous.message) != ("InvalidSpec", message):
         _enqueue(new, w.body["metadata"]["uid"], now, [("Warning", "InvalidSpec", message)])
     conditions.set_condition(new, "Degraded", "True", "InvalidSpec", message, now)
-    await w.status(status, new)
     written, retry = await w.deliver(None, new)
-    await w.status(new, written)
+    await w.status(status, written)
     return Outcome(5.0 if retry else None, w.count)
