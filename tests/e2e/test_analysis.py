@@ -135,8 +135,10 @@ def test_a_healthy_version_is_promoted_through_every_step(
     weights = [w for w, _ in seen]
     assert 20 in weights and 50 in weights, weights
     assert weights.index(50) > weights.index(20)
-    # Each step was left only on passing checks.
-    assert all(c == "True" for w, c in seen if w == 50), seen
+    # Each step was left only on passing checks: at 50 % the analysis was never False
+    # (Unknown while its window still held the 20 % step: PartialWindow).
+    assert all(c in ("True", "Unknown") for w, c in seen if w == 50), seen
+    assert any(c == "True" for w, c in seen if w == 50), seen
     assert condition(s)["status"] == "True" and condition(s)["reason"] == "AnalysisPassed"
     assert metric(s, "error-rate")["verdict"] == "Pass" and metric(s, "error-rate")["value"] == 0
     assert 0 < metric(s, "p95")["value"] <= 0.5

@@ -142,6 +142,7 @@ async def test_a_healthy_revision_is_promoted_through_every_step() -> None:
 async def test_runs_happen_every_interval_not_every_reconcile() -> None:
     loop = await rolled_out()
     await loop.until(lambda s: s.canary_weight == 10)
+    await loop.until(lambda s: s.analysis.verdict == Verdict.PASS)  # the window covered
     await loop.tick()
     asked = len(loop.client.asked)
     ev = await loop.tick(3)
@@ -244,8 +245,13 @@ async def test_a_pass_restarts_the_count_and_no_data_keeps_it() -> None:
     assert loop.sim.status.analysis.consecutive_failures == 2
     assert condition(loop) == ("False", "NoData")
     client.requests, client.error_rate = 500, 0.0
-    await loop.tick(10)
+    held = []
+    await loop.until(
+        lambda s: held.append(s.analysis.reason) or s.analysis.verdict == Verdict.PASS, 10
+    )
     assert loop.sim.status.analysis.consecutive_failures == 0
+    # Until the window was covered, the runs within bounds were no pass: the count stayed.
+    assert "PartialWindow" in held and set(held[1:-1]) <= {"PartialWindow"}, held
 
 
 @pytest.mark.parametrize("policy,outcome", [("fail", "RolledBack"), ("pass", "Promoted")])
@@ -491,6 +497,8 @@ async def test_each_run_is_counted_by_result_and_skipped_ticks_are_not() -> None
     client = Scripted()
     loop = await rolled_out(client)
     await loop.until(lambda s: s.canary_weight == 10)
+    await loop.until(lambda s: s.analysis.verdict == Verdict.INCONCLUSIVE)  # PartialWindow
+    await loop.until(lambda s: s.analysis.verdict == Verdict.PASS)
     passed, unavailable = runs("Pass"), runs("Unavailable")
     ev = await loop.tick(10)
     assert runs("Pass") == passed + 1

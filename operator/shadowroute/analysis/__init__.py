@@ -50,6 +50,7 @@ from .scope import (
     context,
     due,
     next_run,
+    partial_window,
     run_time,
     scope_of,
     standing_signal,
@@ -153,6 +154,8 @@ async def _run(
     except CredentialsError as exc:
         return _unavailable(a, scope, last, ts, now, str(exc))
     span = window(a, parse_timestamp(since), now)
+    partial = partial_window(a, status, parse_timestamp(since), now, span)
+    opened = run_time(now - dt.timedelta(seconds=span))
     ctx = context(a, status, scope, namespace, name, span)
     plans = [_plan(check, a, ctx) for check in a.metrics]
     asks = [q for value, count in plans for q in (value, count) if isinstance(q, str)]
@@ -171,12 +174,12 @@ async def _run(
                 value if isinstance(value, str) else "",
             )
         )
-    run = judge_run(judgements, last.consecutive_failures, a.failure_limit)
+    run = judge_run(judgements, last.consecutive_failures, a.failure_limit, partial)
     queries = [
         v if isinstance(v, str) else (c.query or "")
         for c, (v, _) in zip(a.metrics, plans, strict=True)
     ]
-    return _judged(scope, last, ts, now, judgements, queries, run, interval)
+    return _judged(scope, last, ts, now, judgements, queries, run, interval, opened)
 
 
 def _plan(
@@ -228,6 +231,7 @@ def _judged(
     queries: list[str],
     run: RunJudgement,
     interval: float,
+    window_start: str | None = None,
 ) -> Evaluation:
     checked = format_timestamp(now)
     results = [
@@ -252,6 +256,7 @@ def _judged(
         revision=scope.revision,
         target=scope.target,
         traffic_since=last.traffic_since,
+        window_start=window_start,
         metrics=results,
     )
     if run.rollback:

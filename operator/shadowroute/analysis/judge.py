@@ -24,6 +24,7 @@ PASSED = "AnalysisPassed"
 FAILED = "AnalysisFailed"
 NO_DATA = "NoData"
 INVALID_QUERY = "InvalidQuery"
+PARTIAL_WINDOW = "PartialWindow"
 
 
 @dataclass(frozen=True)
@@ -212,11 +213,16 @@ def _judge(check: MetricCheck, answer: Answer, requests: Answer | None) -> Metri
 
 
 def judge_run(
-    results: Sequence[MetricJudgement], failures_before: int, failure_limit: int
+    results: Sequence[MetricJudgement],
+    failures_before: int,
+    failure_limit: int,
+    partial: str = "",
 ) -> RunJudgement:
     """The run's verdict: any failure fails it (one more in a row; past the limit it
     rolls back), else anything inconclusive holds it (the count stays), else it passes
-    (the count restarts)."""
+    (the count restarts) — unless `partial` says why its window cannot back a pass:
+    then it is inconclusive too (PartialWindow; the count stays). A failure or a hold
+    stands whatever the window."""
     failed = [r for r in results if r.verdict is Verdict.FAIL]
     unsure = [r for r in results if r.verdict is Verdict.INCONCLUSIVE]
     if failed:
@@ -237,6 +243,11 @@ def judge_run(
         message = "; ".join(r.message for r in (invalid or unsure))
         return RunJudgement(Verdict.INCONCLUSIVE, reason, _cap(message), failures_before, False)
     message = "; ".join(r.message for r in results) or "no checks configured"
+    if partial:
+        message = f"within bounds, but not yet a pass: {partial} ({message})"
+        return RunJudgement(
+            Verdict.INCONCLUSIVE, PARTIAL_WINDOW, _cap(message), failures_before, False
+        )
     return RunJudgement(Verdict.PASS, PASSED, _cap(message), 0, False)
 
 

@@ -75,8 +75,61 @@ def traffic_start(status: ShadowRouteStatus, now: datetime) -> datetime:
 
 def window(spec: AnalysisSpec, since: datetime, now: datetime) -> float:
     """The rate window: spec.analysis.window, or only the time since the traffic began
-    (shorter than two scrapes, a rate has no data yet: the honest answer)."""
-    return max(min(parse_duration(spec.window), (now - since).total_seconds()), 0.001)
+    (shorter than two scrapes, a rate has no data yet: the honest answer). Rounded to
+    the millisecond, as {{ window }} is written in PromQL."""
+    seconds = min(parse_duration(spec.window), (now - since).total_seconds())
+    return max(round(seconds, 3), 0.001)
+
+
+def weight_start(status: ShadowRouteStatus, since: datetime) -> datetime:
+    """When the Service under analysis began to carry traffic at its current weight
+    (or mirror percent), never before `since` (the analysis' trafficSince): after the
+    second of promotedAt in Succeeded (the canary took 100 % then), else after the
+    second of stageReadyAt (the step's weight, the mirror, was set then), else since."""
+    if status.stage == Stage.SUCCEEDED and status.promoted_at:
+        start = parse_timestamp(status.promoted_at) + timedelta(seconds=1)
+    elif status.stage in ROLLOUT_STAGES and status.stage_ready_at:
+        start = parse_timestamp(status.stage_ready_at) + timedelta(seconds=1)
+    else:
+        start = since
+    return max(start, since)
+
+
+def settle(spec: AnalysisSpec) -> float:
+    """How long after the traffic at a weight began a window may start and still back
+    a pass: half of spec.analysis.window, which is at least two scrape intervals — so
+    it is at least one scrape, and every series that traffic created has been scraped
+    once before the window opens (Prometheus' rate counts nothing of a series before
+    its first sample)."""
+    return parse_duration(spec.window) / 2
+
+
+def pass_from(spec: AnalysisSpec, start: datetime) -> datetime:
+    """The earliest window start that can back a pass at the weight that began at
+    `start`."""
+    return start + timedelta(seconds=settle(spec))
+
+
+def partial_window(
+    spec: AnalysisSpec, status: ShadowRouteStatus, since: datetime, now: datetime, span: float
+) -> str:
+    """Why a run at `now` over a window of `span` seconds cannot back a pass, or ""
+    when it can. It can when the window [now - span, now] starts at least settle()
+    after the traffic at the current weight began: then it holds only that weight's
+    traffic, and no series it reads was born inside it. A failure needs no such
+    window: a rate that under-reads and still breaks a bound is a failure anyway."""
+    start = weight_start(status, since)
+    need = pass_from(spec, start)
+    opened = now - timedelta(seconds=span)
+    if opened >= need:
+        return ""
+    counts_at = need + timedelta(seconds=parse_duration(spec.window))
+    return (
+        f"the window opened at {run_time(opened)}, before {run_time(need)} (half a window "
+        f"after the traffic at this weight began, {run_time(start)}): a pass needs a window "
+        f"that holds only that traffic, scraped; the first run from {run_time(counts_at)} "
+        "can pass"
+    )
 
 
 def context(

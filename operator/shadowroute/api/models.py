@@ -1453,6 +1453,12 @@ class AnalysisStatus(StatusModel):
         "{{ window }} never reaches back further, so the samples of an earlier revision "
         "behind the same Service do not dilute the new one's.",
     )
+    window_start: Timestamp | None = Field(
+        None,
+        description="Where the range of the last run's rates began ({{ window }} before "
+        "lastRunAt): a run passes only if it began half a window after the traffic at "
+        "the current weight did; before, checks within bounds are PartialWindow.",
+    )
     unreachable_since: Timestamp | None = Field(
         None, description="Since when Prometheus has not answered; unset when it answers."
     )

@@ -13,6 +13,7 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 ANALYSIS_HEALTHY = "AnalysisHealthy"
 ANALYSIS_PENDING = "AnalysisPending"
+ANALYSIS_PARTIAL = "PartialWindow"  # analysis.judge.PARTIAL_WINDOW
 AVAILABLE_REASON = "Available"
 
 
@@ -43,6 +44,9 @@ def _analysis_healthy(s: ShadowRouteStatus, obs: Observation, now: datetime) -> 
     if a.verdict is None:
         status, reason = "Unknown", a.reason or ANALYSIS_PENDING
         message = a.message or "no analysis run yet"
+    elif a.reason == ANALYSIS_PARTIAL:
+        # Within bounds on a window that cannot back a pass yet: no evidence either way.
+        status, reason, message = "Unknown", a.reason, a.message
     elif a.verdict == "Pass":
         status, reason, message = "True", a.reason or "AnalysisPassed", a.message
     else:
