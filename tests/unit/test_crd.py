@@ -269,7 +269,7 @@ def cel_nodes() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
 
 
 CEL_FUNCTIONS = {"has", "size", "all", "exists", "exists_one", "map", "filter"}
-CEL_FUNCTIONS |= {"isSorted", "matches", "contains", "type"}
+CEL_FUNCTIONS |= {"isSorted", "matches", "contains", "type", "duration"}
 
 
 @pytest.mark.parametrize(
