@@ -53,6 +53,8 @@ def durations(draw: st.DrawFn) -> str:
     return text if len(text) <= 32 else parts[0][0] + parts[0][2]
 
 
+NOWHERE = st.just("http://127.0.0.1:9")
+"""A Prometheus that refuses connections at once (the discard port)."""
 NAMES = st.from_regex(r"\A[a-z]([a-z0-9-]{0,6}[a-z0-9])?\Z")
 
 
@@ -179,10 +181,10 @@ def metrics(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
-def analyses(draw: st.DrawFn, prometheus: str) -> dict[str, Any]:
+def analyses(draw: st.DrawFn, prometheus: st.SearchStrategy[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"metrics": draw(metrics())}
     if draw(st.booleans()):
-        out["prometheus"] = {"address": prometheus, "timeout": draw(durations())}
+        out["prometheus"] = {"address": draw(prometheus), "timeout": draw(durations())}
     for key in ("interval", "window"):
         _put(out, key, _maybe(draw, durations()))
     _put(out, "failureLimit", _maybe(draw, st.integers(0, 5)))
@@ -204,7 +206,7 @@ def analyses(draw: st.DrawFn, prometheus: str) -> dict[str, Any]:
 def raw_specs(
     draw: st.DrawFn,
     max_replicas: int = 20,
-    prometheus: str = "http://127.0.0.1:9/",
+    prometheus: st.SearchStrategy[str] = NOWHERE,
     image: st.SearchStrategy[str] | None = None,
 ) -> dict[str, Any]:
     """A camelCase spec as a user might write it; not necessarily a valid one."""

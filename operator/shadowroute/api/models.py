@@ -420,8 +420,14 @@ class ServiceSpec(SpecModel):
     ports: list[ServicePort] = Field(
         min_length=1,
         max_length=MAX_SERVICE_PORTS,
-        description="Ports the Services expose.",
-        json_schema_extra=cel_rules(
+        description="Ports the Services expose, keyed by port and protocol (as a Service's "
+        "are): two field managers may each own an entry.",
+        json_schema_extra={
+            # protocol is defaulted (TCP), which a list-map key needs when not required.
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["port", "protocol"],
+        }
+        | cel_rules(
             (
                 "size(self) <= 1 || self.all(p, has(p.name))",
                 "every port must have a name when there is more than one port",
