@@ -28,14 +28,17 @@ most this, which is what makes the overflow guard of the CEL rule exact (see
 ``_FITS_PATTERN``)."""
 
 _FITS_PATTERN = (
-    r"^([0-9]{1,5}(\.[0-9]+)?h|[0-9]{1,7}(\.[0-9]+)?m|[0-9]{1,9}(\.[0-9]+)?s"
-    r"|[0-9]{1,12}(\.[0-9]+)?ms)+$"
+    r"^([0-9]{1,5}([.][0-9]+)?h|[0-9]{1,7}([.][0-9]+)?m|[0-9]{1,9}([.][0-9]+)?s"
+    r"|[0-9]{1,12}([.][0-9]+)?ms)+$"
 )
 """Durations whose every term is below 100000h, 10^7 m, 10^9 s or 10^12 ms. Within 32
 characters such a duration stays under 10^6 h, far from where Go's ``time.Duration``
 (and so CEL's ``duration()``) overflows at 2562047h, so the CEL rule never errors; and
 a term that does not fit is alone longer than ``DURATION_CEILING``, so refusing it is
 refusing what is above every maximum anyway."""
+
+_CEL_DURATION_PATTERN = DURATION_PATTERN.replace("\\.", "[.]")
+"""DURATION_PATTERN without a backslash: a CEL string literal has no ``\\.`` escape."""
 
 _GO_UNITS_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
 _GO_MAX = (1 << 63) - 1
@@ -134,7 +137,7 @@ class DurationBounds:
         if go_nanoseconds(self.minimum) > 0:
             checks.append(f"duration(self) >= duration('{self.minimum}')")
         checks.append(f"duration(self) <= duration('{self.maximum}')")
-        return f"!self.matches('{DURATION_PATTERN}') || ({' && '.join(checks)})"
+        return f"!self.matches('{_CEL_DURATION_PATTERN}') || ({' && '.join(checks)})"
 
     def check(self, text: str) -> str:
         """The Python form: the same verdict as ``cel_rule`` (ValueError with its message)."""
@@ -150,7 +153,9 @@ class DurationBounds:
     def from_rule(cls, rule: str) -> DurationBounds | None:
         """The bounds a rule made by ``cel_rule`` enforces; None for any other rule."""
         found = re.fullmatch(
-            re.escape(f"!self.matches('{DURATION_PATTERN}') || (self.matches('{_FITS_PATTERN}')")
+            re.escape(
+                f"!self.matches('{_CEL_DURATION_PATTERN}') || (self.matches('{_FITS_PATTERN}')"
+            )
             + r"(?: && duration\(self\) >= duration\('([^']+)'\))?"
             + r" && duration\(self\) <= duration\('([^']+)'\)\)",
             rule,
