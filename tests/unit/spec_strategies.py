@@ -218,7 +218,12 @@ def raw_specs(
             "metadata": {"labels": {"app": "web"}},
             "spec": {
                 "containers": [
-                    {"name": "app", "image": draw(image or st.sampled_from(["web:1", "web:2"]))}
+                    {
+                        "name": "app",
+                        "image": draw(
+                            image if image is not None else st.sampled_from(["web:1", "web:2"])
+                        ),
+                    }
                 ]
             },
         },
