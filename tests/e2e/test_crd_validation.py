@@ -322,6 +322,58 @@ INVALID: list[Invalid] = [
         put("spec.traffic.provider", "linkerd"),
         ("spec.traffic.provider", "Unsupported value", '"linkerd"'),
     ),
+    # Durations have bounds (issue 9): zero where it would spin or give up at once, and
+    # nothing longer than 8760h, however it is spelled (Go overflows at 2562047h).
+    Invalid(
+        "interval-zero",
+        put("spec.analysis.interval", "0s"),
+        ("spec.analysis.interval", "must be a duration between 1s and 8760h"),
+    ),
+    Invalid(
+        "deadline-zero",
+        put("spec.progressDeadline", "0s"),
+        ("spec.progressDeadline", "must be a duration between 1s and 8760h"),
+    ),
+    Invalid(
+        "deadline-overflows-go",
+        put("spec.progressDeadline", "99999999h"),
+        ("spec.progressDeadline", "must be a duration between 1s and 8760h"),
+    ),
+    Invalid(
+        "keep-warm-a-year-and-a-millisecond",
+        put("spec.keepWarm", "8760h1ms"),
+        ("spec.keepWarm", "must be a duration of at most 8760h"),
+    ),
+    Invalid(
+        "keep-warm-in-huge-milliseconds",
+        put("spec.keepWarm", "99999999999999999999ms"),
+        ("spec.keepWarm", "must be a duration of at most 8760h"),
+    ),
+    Invalid(
+        "pause-overflows",
+        put(f"{STEPS}[0].pause.duration", "99999999999h"),
+        (f"{STEPS}[0].pause.duration", "must be a duration of at most 8760h"),
+    ),
+    Invalid(
+        "shadow-duration-zero",
+        put("spec.strategy.shadow.duration", "0ms"),
+        ("spec.strategy.shadow.duration", "must be a duration between 1s and 8760h"),
+    ),
+    Invalid(
+        "prometheus-timeout-zero",
+        put("spec.analysis.prometheus", {"address": "http://p:9090", "timeout": "0s"}),
+        ("spec.analysis.prometheus.timeout", "must be a duration between 100ms and 5m"),
+    ),
+    Invalid(
+        "window-below-a-second",
+        put("spec.analysis.window", "999ms"),
+        ("spec.analysis.window", "must be a duration between 1s and 8760h"),
+    ),
+    Invalid(
+        "cooldown-sums-past-a-year",
+        put("spec.rollback.cooldown", "8000h760h0.000000001s"),
+        ("spec.rollback.cooldown", "must be a duration of at most 8760h"),
+    ),
     # Strict field validation (kubectl's default) turns pruning into an error.
     Invalid("unknown-spec-field", put("spec.colour", "blue"), ('unknown field "spec.colour"',)),
     Invalid(
@@ -331,9 +383,35 @@ INVALID: list[Invalid] = [
     ),
 ]
 
+
+def durations_at_their_bounds_manifest() -> Manifest:
+    """Every duration at the edge of what it accepts, spelled in several ways."""
+    manifest = valid_manifest()
+    spec = manifest["spec"]
+    spec["progressDeadline"] = "1s"
+    spec["keepWarm"] = "8760h"
+    spec["rollback"] = {"cooldown": "0s"}
+    spec["strategy"]["shadow"]["duration"] = "1000ms"
+    spec["strategy"]["canary"]["steps"][0]["pause"] = {"duration": "8759h59m60s"}
+    spec["analysis"].update(
+        interval="1s",
+        window="525600m",
+        prometheus={"address": "http://p:9090", "timeout": "0.1s"},
+        unreachable={"timeout": "0s"},
+        notifications={
+            "webhooks": [{"name": "a", "url": "http://hook"}],
+            "cooldown": "31536000s",
+            "holdAfter": "0h",
+        },
+    )
+    spec["traffic"]["stickiness"] = {"cookie": {"name": "c", "maxAge": "1s"}}
+    return manifest
+
+
 VALID: dict[str, Callable[[], Manifest]] = {
     "canary-with-shadow-and-analysis": valid_manifest,
     "minimal-blue-green": minimal_blue_green_manifest,
+    "durations-at-their-bounds": durations_at_their_bounds_manifest,
 }
 
 

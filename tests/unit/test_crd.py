@@ -122,8 +122,10 @@ def test_every_node_is_structural(path: str, node: dict[str, Any]) -> None:
     for name in node.get("required", []):
         assert name in node.get("properties", {}), f"{path}: required {name} is not declared"
     if node.get("x-kubernetes-list-type") == "map":
-        keys = node["x-kubernetes-list-map-keys"]
-        assert set(keys) <= set(node["items"].get("required", []))
+        # The API server refuses a list-map key that is neither required nor defaulted.
+        items = node["items"]
+        for key in node["x-kubernetes-list-map-keys"]:
+            assert key in items.get("required", []) or "default" in items["properties"][key]
     if "pattern" in node:
         assert not re.search(r"\(\?[=!<]|\\[1-9]", node["pattern"]), "RE2 has no lookaround"
         re.compile(node["pattern"])
@@ -167,6 +169,16 @@ def test_conditions_are_a_map_keyed_by_type() -> None:
     conditions = SCHEMA["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_service_ports_are_a_map_keyed_by_port_and_protocol() -> None:
+    """As Kubernetes does for a Service's ports: two field managers can each own an
+    entry (issue 9, defect 8), and an entry written without protocol is the TCP one."""
+    ports = SCHEMA["properties"]["spec"]["properties"]["service"]["properties"]["ports"]
+    assert ports["x-kubernetes-list-type"] == "map"
+    assert ports["x-kubernetes-list-map-keys"] == ["port", "protocol"]
+    assert ports["items"]["required"] == ["port"]
+    assert ports["items"]["properties"]["protocol"]["default"] == "TCP"
 
 
 def test_converter_refuses_what_it_cannot_express() -> None:
@@ -269,7 +281,7 @@ def cel_nodes() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
 
 
 CEL_FUNCTIONS = {"has", "size", "all", "exists", "exists_one", "map", "filter"}
-CEL_FUNCTIONS |= {"isSorted", "matches", "contains", "type"}
+CEL_FUNCTIONS |= {"isSorted", "matches", "contains", "type", "duration"}
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .duration import DURATION_MAX_LENGTH, DURATION_PATTERN
+from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
 
 GROUP = "shadowroute.io"
 VERSION = "v1alpha1"
@@ -200,7 +200,38 @@ def _check_target_port(value: int | str) -> int | str:
 Duration = Annotated[
     str, StringConstraints(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)
 ]
-"""A Go-style duration string ("500ms", "30s", "5m", "1h30m"); see ``parse_duration``."""
+"""A Go-style duration string ("500ms", "30s", "5m", "1h30m"); see ``parse_duration``.
+Spec fields use ``BoundedDuration``: this unbounded form is for reading and tests."""
+
+
+def BoundedDuration(minimum: str, maximum: str = DURATION_CEILING) -> Any:
+    """A Duration between ``minimum`` and ``maximum`` (inclusive): one declaration, from
+    which both the CEL rule of the CRD and the Python validator are generated, so the
+    API server and the models agree to the nanosecond (see ``DurationBounds``)."""
+    bounds = DurationBounds(minimum, maximum)
+    return Annotated[
+        str,
+        StringConstraints(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH),
+        AfterValidator(bounds.check),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": DURATION_PATTERN,
+                "maxLength": DURATION_MAX_LENGTH,
+                "x-kubernetes-validations": [{"rule": bounds.cel_rule, "message": bounds.message}],
+            }
+        ),
+    ]
+
+
+Wait = BoundedDuration("0s")
+"""0s..8760h: a wait that may be skipped (a pause, keep-warm, a cooldown): 0s means none."""
+PositiveDuration = BoundedDuration("1s")
+"""1s..8760h: a period, a deadline or a range, which zero would turn into a busy loop, an
+instant rollback or an empty range."""
+QueryTimeout = BoundedDuration("100ms", "5m")
+"""100ms..5m: one Prometheus query; 0s would never be answered, and Prometheus itself
+gives up on a query after 2m by default (-query.timeout)."""
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 
@@ -389,8 +420,14 @@ class ServiceSpec(SpecModel):
     ports: list[ServicePort] = Field(
         min_length=1,
         max_length=MAX_SERVICE_PORTS,
-        description="Ports the Services expose.",
-        json_schema_extra=cel_rules(
+        description="Ports the Services expose, keyed by port and protocol (as a Service's "
+        "are): two field managers may each own an entry.",
+        json_schema_extra={
+            # protocol is defaulted (TCP), which a list-map key needs when not required.
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["port", "protocol"],
+        }
+        | cel_rules(
             (
                 "size(self) <= 1 || self.all(p, has(p.name))",
                 "every port must have a name when there is more than one port",
@@ -423,7 +460,7 @@ class ServiceSpec(SpecModel):
 class ShadowStage(SpecModel):
     """Mirror a share of live requests to the new version before any user sees it."""
 
-    duration: Duration = Field(description="How long to shadow before the canary starts.")
+    duration: PositiveDuration = Field(description="How long to shadow before the canary starts.")
     mirror_percent: int = Field(
         100, ge=0, le=100, description="Percent of live requests copied to the shadow."
     )
@@ -432,7 +469,7 @@ class ShadowStage(SpecModel):
 class StepPause(SpecModel):
     """A wait after a canary step; without a duration it waits for a person to promote."""
 
-    duration: Duration | None = Field(
+    duration: Wait | None = Field(
         None,
         description="How long to hold this step; unset means wait for the promote gate.",
     )
@@ -483,7 +520,7 @@ class BlueGreenStrategy(SpecModel):
     """Run the new version beside the old one, reachable only by the preview route,
     then switch all traffic at once."""
 
-    preview_duration: Duration | None = Field(
+    preview_duration: Wait | None = Field(
         None,
         description="How long to preview before switching; unset means wait for the promote gate.",
     )
@@ -524,7 +561,7 @@ class Strategy(SpecModel):
 class RollbackSpec(SpecModel):
     """What happens after a rollback."""
 
-    cooldown: Duration = Field(
+    cooldown: Wait = Field(
         "5m",
         description="How long a rolled-back revision is left alone before it may be "
         "retried automatically.",
@@ -602,7 +639,7 @@ class CookieStickiness(SpecModel):
     name: Annotated[
         str, StringConstraints(pattern=COOKIE_NAME_PATTERN, max_length=MAX_COOKIE_NAME_LENGTH)
     ] = Field(description="Cookie name.")
-    max_age: Duration | None = Field(
+    max_age: PositiveDuration | None = Field(
         None, description="Cookie lifetime; unset means until the browser closes."
     )
 
@@ -1145,13 +1182,13 @@ class PrometheusSpec(SpecModel):
         "auth), and/or `ca.crt` (a PEM CA bundle for https). Read at every run, never "
         "logged or written to status.",
     )
-    timeout: Duration = Field("5s", description="Timeout of one query attempt.")
+    timeout: QueryTimeout = Field("5s", description="Timeout of one query attempt.")
 
 
 class UnreachableSpec(SpecModel):
     """Prometheus does not answer: the rollout holds; after timeout the policy decides."""
 
-    timeout: Duration = Field(
+    timeout: Wait = Field(
         "5m", description="How long Prometheus may be unreachable before the policy applies."
     )
     policy: UnreachablePolicy = Field(
@@ -1214,12 +1251,12 @@ class NotificationSpec(SpecModel):
             ),
         ),
     )
-    cooldown: Duration = Field(
+    cooldown: Wait = Field(
         "5m",
         description="The same notification (kind, route, revision or reason) is sent at "
         "most once per cooldown.",
     )
-    hold_after: Duration = Field(
+    hold_after: Wait = Field(
         "1m",
         description="A hold (AnalysisHealthy False while a rollout runs) is told once it "
         "has lasted this long: the first runs of a step often have no data yet.",
@@ -1241,14 +1278,14 @@ class AnalysisSpec(SpecModel):
         None,
         description="The Prometheus to ask; unset means the operator's SHADOWROUTE_PROMETHEUS_URL.",
     )
-    interval: Duration = Field("30s", description="How often the checks run.")
+    interval: PositiveDuration = Field("30s", description="How often the checks run.")
     failure_limit: int = Field(
         2,
         ge=0,
         le=100,
         description="Failed runs in a row tolerated; one more rolls back.",
     )
-    window: Duration = Field(
+    window: PositiveDuration = Field(
         "1m",
         description="Range of the rates in presets ({{ window }}): at least two scrape intervals.",
     )
@@ -1329,11 +1366,11 @@ class ShadowRouteSpec(SpecModel):
     )
     service: ServiceSpec = Field(description="The Services in front of the pods.")
     strategy: Strategy = Field(description="How a new version is delivered.")
-    progress_deadline: Duration = Field(
+    progress_deadline: PositiveDuration = Field(
         "10m",
         description="A new version not ready within this long is rolled back.",
     )
-    keep_warm: Duration = Field(
+    keep_warm: Wait = Field(
         "5m",
         description="After promotion the previous version stays scaled up this long.",
     )

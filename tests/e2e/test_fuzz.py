@@ -1,0 +1,196 @@
+"""Fuzz (issue 9): ShadowRoutes drawn from the models (tests/unit/spec_strategies.py) are
+applied to the real API server and reconciled by the real operator.
+
+- The models and the API server agree: what the models accept is stored, what they
+  refuse is refused (a server-side dry run), durations' bounds included.
+- Every stored object is reconciled without an exception and ends Ready, or with a
+  condition that says why (a reason and a message), for the spec as written and again
+  after a new template starts a rollout.
+- The reconcile rate stays bounded (the bug was 22 reconciles/s from one route with
+  `analysis.interval: 0s`).
+
+CI runs SHADOWROUTE_FUZZ_EXAMPLES routes (24 by default, well under a minute of
+reconciling); set it higher for a longer run, e.g. SHADOWROUTE_FUZZ_EXAMPLES=200.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.unit.spec_strategies import accepted, raw_specs
+
+from .conftest import Cluster, KubectlFn, OperatorProcess, get_json, wait_for
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = int(os.environ.get("SHADOWROUTE_FUZZ_EXAMPLES", "24"))
+RECONCILES_PER_ROUTE_PER_SECOND = 2.0
+"""Generous: a route's own timers (analysis.interval >= 1s) and its children's events;
+at rest it is near zero."""
+
+
+def _manifest(i: int, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "shadowroute.io/v1alpha1",
+        "kind": "ShadowRoute",
+        "metadata": {"name": f"fuzz-{i}"},
+        "spec": spec,
+    }
+
+
+def _apply(kubectl: KubectlFn, namespace: str, objs: list[dict[str, Any]], *flags: str):
+    return kubectl(
+        "apply", *flags, "-n", namespace, "-f", "-",
+        input=yaml.safe_dump_all(objs), check=False, timeout=180,
+    )  # fmt: skip
+
+
+def _explained(c: dict[str, Any]) -> bool:
+    return bool(c.get("reason")) and bool(c.get("message"))
+
+
+def _troubled(c: dict[str, Any]) -> bool:
+    """A condition that reports something wrong or not yet done."""
+    if c["type"] == "Degraded":
+        return c["status"] == "True"
+    return c["type"] != "Progressing" and c["status"] != "True"
+
+
+def _ended(obj: dict[str, Any], after_change: bool) -> bool:
+    """Reconciled for its generation, and in a state that says where it is: Degraded
+    with a reason and a message, or out of Initializing with every troubled condition
+    explained. Stable with pods means Ready; after a template change a rollout may hold
+    on purpose for long (a pause, a gate, no data yet), which counts as an end here."""
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"]["generation"]:
+        return False
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    degraded = conditions.get("Degraded")
+    if degraded and degraded["status"] == "True":
+        return _explained(degraded)
+    if status.get("phase") == "Initializing":
+        return False
+    ready = conditions.get("Ready", {}).get("status") == "True"
+    if not after_change and obj["spec"]["replicas"] > 0 and not ready:
+        return False
+    return all(_explained(c) for c in conditions.values() if _troubled(c))
+
+
+def _summary(objs: list[dict[str, Any]]) -> str:
+    lines = []
+    for obj in objs:
+        s = obj.get("status") or {}
+        conds = [
+            f"{c['type']}={c['status']}/{c.get('reason')}: {c.get('message', '')[:100]}"
+            for c in s.get("conditions") or []
+        ]
+        lines.append(f"{obj['metadata']['name']} {s.get('phase')} {conds}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def fuzz_namespace(kubectl: KubectlFn) -> Any:
+    from .conftest import SESSION_PREFIX
+
+    name = f"{SESSION_PREFIX}-fuzz-{os.getpid()}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def draw_batch(prometheus: str) -> list[dict[str, Any]]:
+    """EXAMPLES raw specs as hypothesis draws them (random, not shrunk: the batch is
+    applied at once, and a failure below prints the specs it is about)."""
+    batch: list[dict[str, Any]] = []
+
+    @settings(
+        max_examples=EXAMPLES,
+        phases=[Phase.generate],
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        raw_specs(
+            max_replicas=2,
+            prometheus=st.sampled_from([prometheus, "http://127.0.0.1:9"]),
+            image=st.just("fuzz.example/app:1"),
+        )
+    )
+    def collect(raw: dict[str, Any]) -> None:
+        batch.append(raw)
+
+    collect()
+    return batch
+
+
+def test_drawn_routes_are_accepted_alike_and_reconciled(
+    cluster: Cluster, kubectl: KubectlFn, operator: OperatorProcess, fuzz_namespace: str
+) -> None:
+    raws = draw_batch((cluster.prometheus or "http://127.0.0.1:9").rstrip("/"))
+    good = [_manifest(i, raw) for i, raw in enumerate(raws) if accepted(raw) is not None]
+    bad = [_manifest(i, raw) for i, raw in enumerate(raws) if accepted(raw) is None]
+    ns = fuzz_namespace
+
+    # The models and the API server agree, both ways.
+    if bad:
+        refused = _apply(kubectl, ns, bad, "--dry-run=server")
+        said = set(re.findall(r'"(fuzz-\d+)" is invalid', refused.stderr))
+        wrongly_stored = [o["metadata"]["name"] for o in bad if o["metadata"]["name"] not in said]
+        assert not wrongly_stored, (
+            f"the models refuse {wrongly_stored}, the API server accepts them:\n"
+            + yaml.safe_dump_all([o for o in bad if o["metadata"]["name"] in wrongly_stored])
+        )
+    if not good:
+        return
+    errors_before = operator.sum("shadowroute_reconcile_errors_total")
+    reconciles_before, started = operator.reconciles(), time.monotonic()
+    stored = _apply(kubectl, ns, good)
+    assert stored.returncode == 0, f"the models accept, the API server refuses:\n{stored.stderr}"
+
+    def listed() -> list[dict[str, Any]]:
+        return get_json(kubectl, "shadowroutes", "-n", ns)["items"]
+
+    def all_ended(revision_changed: bool):
+        objs = listed()
+        return objs if all(_ended(o, revision_changed) for o in objs) else None
+
+    try:
+        wait_for(lambda: all_ended(False), timeout=150, every=1, what="every route settled")
+        # A new template: every route starts a rollout (shadow, canary or blue/green).
+        for obj in good:
+            containers = obj["spec"]["template"]["spec"]["containers"]
+            containers[0]["image"] = "fuzz.example/app:2"
+        assert _apply(kubectl, ns, good).returncode == 0
+        final = wait_for(lambda: all_ended(True), timeout=150, every=1, what="rollouts")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_summary(listed())}") from None
+    elapsed = time.monotonic() - started
+
+    for obj in final:
+        for c in obj["status"]["conditions"]:
+            assert c.get("reason"), f"{obj['metadata']['name']}: {c}"
+            assert _explained(c) or not _troubled(c), f"{obj['metadata']['name']}: {c}"
+    assert operator.sum("shadowroute_reconcile_errors_total") == errors_before, (
+        "reconcile errors; see " + str(operator.log)
+    )
+    log = operator.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[log.index("Traceback") :][:3000]
+    rate = (operator.reconciles() - reconciles_before) / elapsed / len(good)
+    phases: dict[str, int] = {}
+    for obj in final:
+        phase = obj["status"].get("phase", "")
+        phases[phase] = phases.get(phase, 0) + 1
+    print(
+        f"fuzz: {len(good)} stored, {len(bad)} refused alike; after the new template "
+        f"{phases}; {rate:.3f} reconciles/s per route over {elapsed:.0f}s"
+    )
+    assert rate <= RECONCILES_PER_ROUTE_PER_SECOND, f"{rate:.2f} reconciles/s per route"
