@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import gc
 import logging
 import os
+import signal
 import socket
 import sys
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .observability.logs import FORMATS, configure
 
@@ -101,7 +106,15 @@ async def _heartbeat() -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    """Run kopf; with --leader-elect, only while holding the Lease."""
+    """Run kopf; with --leader-elect, only while holding the Lease.
+
+    Shutdown (SIGTERM, SIGINT): kopf stops its watches, then its cleanup handler
+    (handlers.py) stops the reconciles, hands the Lease over (released at once, so a
+    stand-by need not wait for it to expire), and gives webhook deliveries under way a
+    bounded moment. No stop flag is passed to kopf: kopf would leave the task waiting on
+    it pending after a signal, and then wait 5 s for that "hung" task before exiting.
+    Until kopf has started (standing by, starting up) a signal is handled here, and
+    ends the process as cleanly (exit code 0)."""
     import kopf
 
     from .kube.client import load_config
@@ -113,9 +126,22 @@ async def _run(args: argparse.Namespace) -> int:
     # patterns, namespaces; a namespaced Role cannot grant either. Without the scan it
     # takes the exact namespaces given and the resources discovered at start.
     settings.scanning.disabled = args.no_cluster_scope
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    operator: asyncio.Task[None] | None = None
+
+    def on_signal() -> None:  # kopf replaces this handler with its own once it starts
+        signalled.set()
+        if operator is not None:
+            operator.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
     beat = asyncio.create_task(_heartbeat())
     elector = None
     try:
+        memo = kopf.Memo()
+        holding: asyncio.Task[None] | None = None
         if args.leader_elect:
             load_config()
             import kubernetes
@@ -137,10 +163,15 @@ async def _run(args: argparse.Namespace) -> int:
             )
             LEADER.set(0)
             health.ready.set()  # a candidate standing by is a healthy, ready replica
-            await elector.acquire()
+            if not await _unless(signalled, elector.acquire()):
+                log.info("stopped while standing by")
+                return 0
+            holding = asyncio.create_task(elector.hold())
+            memo["hand_over"] = functools.partial(_hand_over, elector, holding)
         else:
             LEADER.set(1)
-        stop = asyncio.Event()
+        if signalled.is_set():
+            return 0
         operator = asyncio.create_task(
             kopf.operator(
                 settings=settings,
@@ -150,27 +181,49 @@ async def _run(args: argparse.Namespace) -> int:
                 clusterwide=not args.namespace,
                 namespaces=args.namespace,
                 ready_flag=None if elector else health.ready,  # /readyz: started
-                stop_flag=stop,
+                memo=memo,
             )
         )
-        if elector is None:
-            await operator
-            return 0
-        holding = asyncio.create_task(elector.hold())
-        done, _ = await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
-        if holding in done:
+        waiting = {operator} if holding is None else {operator, holding}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if holding is not None and holding.done() and not holding.cancelled():
             # Lost: stop reconciling now, and exit so that the pod restarts as a candidate.
-            stop.set()
+            operator.cancel()
             await asyncio.wait({operator}, timeout=args.renew_deadline)
             return EXIT_LOST_LEADERSHIP
-        holding.cancel()
-        await asyncio.gather(holding, return_exceptions=True)
-        operator.result()
+        try:
+            await operator
+        except asyncio.CancelledError:
+            if not signalled.is_set():
+                raise
         return 0
     finally:
         if elector is not None:
+            if holding is not None:
+                holding.cancel()
             await elector.release()
         beat.cancel()
+
+
+async def _unless(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> bool:
+    """Run work until done (True) or until stop is set (False: work cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopping):
+        pending.cancel()
+    await asyncio.gather(task, stopping, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()
+    return True
+
+
+async def _hand_over(elector: Any, holding: asyncio.Task[None]) -> None:
+    """Nothing reconciles any more: stop renewing, release the Lease."""
+    holding.cancel()
+    await asyncio.gather(holding, return_exceptions=True)
+    await elector.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.leader_elect
         else "",
     )
-    return asyncio.run(_run(args))
+    code = asyncio.run(_run(args))
+    # Everything is stopped and closed. The interpreter's last garbage collections would
+    # walk the whole heap (kopf, the kubernetes client's models) to free nothing that
+    # matters to a process about to end: 0.7-0.9 s of a shutdown otherwise done in 20 ms
+    # on a 2-core machine. Frozen objects are left out of them; atexit still runs.
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":

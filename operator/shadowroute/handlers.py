@@ -22,6 +22,7 @@ from .scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 _state: dict[str, Any] = {}
+DELIVERY_GRACE_SECONDS = 5.0
 
 
 def scheduler() -> Scheduler:
@@ -43,12 +44,19 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """At shutdown, after kopf stopped its watches: stop the reconciles; hand the Lease
+    over (`memo.hand_over`, set by __main__ with --leader-elect) before waiting for
+    anything else, so a stand-by takes over at once; then the webhook deliveries under
+    way get up to DELIVERY_GRACE_SECONDS, and the HTTP session is closed."""
     if "scheduler" in _state:
         await _state["scheduler"].stop()
+    hand_over = memo.get("hand_over")
+    if hand_over is not None:
+        await hand_over()
     if "kube" in _state:
         await _state["kube"].close()
-    await analysis.close()  # webhook deliveries under way, then the shared HTTP session
+    await analysis.close(grace=DELIVERY_GRACE_SECONDS)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -5,6 +5,7 @@ the operator rolls it back."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -304,6 +305,53 @@ def test_prometheus_unreachable_past_the_timeout_rolls_back_with_policy_rollback
     s = r.wait("rolled back", rolled_back, timeout=60)
     assert s["rollbackReason"] == "PrometheusUnavailable"
     assert "past unreachable.timeout 3s with policy rollback" in s["history"][0]["message"]
+
+
+def test_a_token_with_a_line_break_is_refused_and_abort_still_rolls_back(
+    make_route: Callable[..., Route],
+    prometheus: str,
+    kubectl: KubectlFn,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    """A Secret whose token holds a line break (aiohttp refuses such a header with a
+    ValueError at every request): the analysis says CredentialsInvalid and sends nothing,
+    the rollout holds, and the abort gate still puts all traffic back at once."""
+    body = analysed("badtoken", prometheus, [ERRORS], steps=[{"weight": 20}, {"weight": 50}])
+    body["spec"]["analysis"]["prometheus"]["secretRef"] = {"name": "prom-token"}
+    body["spec"]["traffic"] = GATEWAY
+    secret = ["s3cr3t-first-line", "s3cr3t-second-line"]
+    kubectl(
+        "create", "secret", "generic", "prom-token", "-n", namespace,
+        f"--from-literal=token={secret[0]}\n{secret[1]}\n",
+    )  # fmt: skip
+    r = make_route(body)
+    release(r, "registry.example/app:2")
+    s = r.wait(
+        "CredentialsInvalid at step 1",
+        lambda s: (
+            s.get("canaryWeight") == 20 and condition(s).get("reason") == "CredentialsInvalid"
+        ),
+        timeout=60,
+    )
+    c = condition(s)
+    assert c["status"] == "False" and "Secret " in c["message"] and "prom-token" in c["message"]
+    assert "key token holds a line break" in c["message"]
+    assert s["phase"] == "Progressing" and s["currentStep"] == 0, "held, never advanced"
+    r.gate("abort")
+    s = r.wait("rolled back by the abort gate", rolled_back, timeout=30)
+    assert s["canaryWeight"] == 0 and s["rollbackReason"] == "Aborted"
+    assert condition(s)["reason"] == "CredentialsInvalid"
+    rules = {
+        x["name"]: x
+        for x in get_json(kubectl, "httproute", "badtoken", "-n", r.ns)["spec"]["rules"]
+    }
+    weights = {b["name"]: b["weight"] for b in rules["weighted"]["backendRefs"]}
+    assert weights == {"badtoken-primary": 100, "badtoken-canary": 0}, weights
+    wait_for(lambda: r.replicas("canary") == 0, 30, what="canary scaled down")
+    shown = json.dumps(r.get()) + operator.log.read_text()
+    assert not any(part in shown for part in secret), "the token is never shown"
+    assert "Forbidden control character" not in operator.log.read_text()
 
 
 # --------------------------------------------------------------------------- restarts, warm window

@@ -507,3 +507,185 @@ async def test_each_run_is_counted_by_result_and_skipped_ticks_are_not() -> None
     client.down = "Cannot connect"
     await loop.tick(10)
     assert runs("Unavailable") == unavailable + 1
+
+
+# --------------------------------------------------------------------------- whatever fails
+
+
+class Raising(Scripted):
+    """A client whose every query raises what it is given (not one of the client's own
+    errors): what aiohttp does with a header it refuses, or any bug below."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__()
+        self.exc = exc
+
+    async def query(self, endpoint: Endpoint, promql: str, at: dt.datetime) -> tuple[Sample, ...]:
+        self.asked.append((promql, at))
+        raise self.exc
+
+
+def overflowing(loop: Loop) -> None:
+    """analysis.interval 99999999999h, set past the models' validation (the schema may
+    refuse it; whatever gets through must not stop the gates)."""
+    spec = loop.sim.spec
+    a = spec.analysis.model_copy(update={"interval": "99999999999h"})
+    loop.sim.spec = spec.model_copy(update={"analysis": a})
+
+
+FORBIDDEN = "Forbidden control character detected in headers. Potential header injection attack."
+
+
+@pytest.mark.parametrize("gate,stage", [("abort", "RolledBack"), ("promote", "Promoting")])
+async def test_an_interval_that_overflows_holds_and_the_gates_still_act(
+    gate: str, stage: str
+) -> None:
+    loop = await rolled_out()
+    await loop.until(lambda s: s.canary_weight == 10)
+    await loop.tick(10)  # a run: from now on the next one is timed by the interval
+    overflowing(loop)
+    ev = await loop.tick(10)
+    s = loop.sim.status
+    assert ev.signal.health is Health.PENDING and ev.signal.reason == "AnalysisError"
+    assert condition(loop) == ("False", "AnalysisError")
+    assert "OverflowError" in s.analysis.message and "the gates" in s.analysis.message
+    assert s.stage == "Progressing" and s.canary_weight == 10
+    assert ev.requeue_after == analysis.ERROR_RETRY_SECONDS
+    loop.sim.gate(gate)
+    await loop.tick()
+    assert loop.sim.status.stage == stage
+    if gate == "abort":
+        assert loop.sim.status.canary_weight == 0
+        assert loop.sim.status.rollback_reason == "Aborted"
+
+
+async def test_any_failure_inside_the_analysis_holds_is_logged_once_and_abort_wins(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = Scripted()
+    loop = await rolled_out(client)
+    await loop.until(lambda s: s.canary_weight == 10)
+    loop.client = Raising(ValueError(FORBIDDEN))
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="shadowroute.analysis"):
+        for _ in range(3):  # past the step's pause (20 s): only the analysis holds it
+            await loop.tick(10)
+        held = loop.sim.status.to_k8s()
+        assert "waiting for the analysis" in loop.sim.status.message
+        for _ in range(5):
+            await loop.tick(10)
+    assert loop.client.asked, "the run was made, and raised"
+    s = loop.sim.status
+    assert s.to_k8s() == held, "the same failure again: the same status, no write"
+    assert s.stage == "Progressing" and s.canary_weight == 10 and s.current_step == 0
+    assert condition(loop) == ("False", "AnalysisError")
+    assert f"ValueError: {FORBIDDEN}" in s.analysis.message
+    assert s.analysis.consecutive_failures == 0, "no answer is not a failed check"
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Traceback" in errors[0].getMessage()
+    loop.sim.gate("abort")
+    await loop.tick()
+    s = loop.sim.status
+    assert s.stage == "RolledBack" and s.canary_weight == 0 and s.rollback_reason == "Aborted"
+
+
+async def test_a_failure_is_counted_as_an_error_run() -> None:
+    from prometheus_client import REGISTRY
+
+    def errors() -> float:
+        sample = REGISTRY.get_sample_value("shadowroute_analysis_runs_total", {"result": "Error"})
+        return sample or 0
+
+    loop = await rolled_out(Raising(RuntimeError("boom")))
+    before = errors()
+    await loop.until(lambda s: s.canary_weight == 10)
+    await loop.tick(10)
+    assert errors() > before
+
+
+# --------------------------------------------------------------------------- bad credentials
+
+
+SECRET_REF = {"prometheus": {"address": "https://prom.test", "secretRef": {"name": "prom"}}}
+
+
+@pytest.mark.parametrize(
+    "data,why",
+    [
+        ({"token": "s3cr3t-part-one\ns3cr3t-part-two"}, "key token holds a line break"),
+        ({"token": "s3cr3t-part-one\rs3cr3t-part-two"}, "key token holds a line break"),
+        ({"token": "s3cr3t\x00value"}, "key token holds a line break or another control"),
+        ({"token": "s3cr3t-part-one s3cr3t-part-two"}, "key token holds a space"),
+        ({"token": " \n"}, "key token is empty"),
+        ({"username": "", "password": "s3cr3t-pw"}, "key username is empty"),
+        ({"username": "ops:admin", "password": "s3cr3t-pw"}, "key username holds a colon"),
+        ({"username": "ops", "password": "s3cr3t\npw\n"}, "key password holds a line break"),
+        ({"username": "ops", "password": ""}, "key password is empty"),
+        ({"username": "ops"}, "needs both username and password"),
+        ({"other": "x"}, "none of the keys"),
+    ],
+)
+async def test_a_credential_that_cannot_be_sent_is_refused_before_any_request(
+    data: dict[str, str], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Scripted()
+    loop = await rolled_out(client, **SECRET_REF)
+    loop.kube = FakeSecrets(data)
+    with caplog.at_level("DEBUG"):
+        await loop.until(lambda s: s.canary_weight == 10)
+        for _ in range(3):
+            await loop.tick(10)
+    s = loop.sim.status
+    assert client.asked == [], "nothing was sent"
+    assert condition(loop) == ("False", "CredentialsInvalid")
+    assert s.analysis.reason == "CredentialsInvalid" and why in s.analysis.message
+    assert "Secret shop/prom" in s.analysis.message
+    assert "until the Secret is fixed" in s.analysis.message
+    shown = s.model_dump_json() + caplog.text
+    for value in data.values():
+        for part in value.split():
+            assert len(part) < 4 or part not in shown.replace("Secret shop/prom", ""), part
+    assert s.stage == "Progressing" and s.canary_weight == 10
+    loop.sim.gate("abort")
+    await loop.tick()
+    assert loop.sim.status.stage == "RolledBack" and loop.sim.status.canary_weight == 0
+
+
+async def test_invalid_credentials_follow_the_unreachable_policy() -> None:
+    loop = await rolled_out(
+        Scripted(), **SECRET_REF, unreachable={"timeout": "30s", "policy": "rollback"}
+    )
+    loop.kube = FakeSecrets({"token": "a\nb"})
+    await loop.until(lambda s: s.stage == "RolledBack", seconds=5)
+    assert loop.sim.status.rollback_reason == "CredentialsInvalid"
+
+
+async def test_a_fixed_secret_is_used_once_read_again() -> None:
+    client = Scripted()
+    loop = await rolled_out(client, **SECRET_REF)
+    loop.kube = FakeSecrets({"token": "t0ken-one\nt0ken-two"})
+    await loop.until(lambda s: s.canary_weight == 10)
+    await loop.tick(10)
+    assert condition(loop) == ("False", "CredentialsInvalid")
+    loop.kube.data = {"token": "t0ken-one"}
+    secrets.forget("shop", "prom")  # as the cache expiring would
+    await loop.until(lambda s: s.stage == "Stable")
+    assert client.endpoints[-1].headers == {"Authorization": "Bearer t0ken-one"}
+    assert loop.sim.status.analysis.unreachable_since is None
+
+
+async def test_a_credential_quoted_in_an_error_is_redacted_from_status_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0"
+    loop = await rolled_out(Scripted(), **SECRET_REF)
+    loop.kube = FakeSecrets({"token": token + "\n"})
+    await loop.until(lambda s: s.canary_weight == 10)
+    loop.client = Raising(ValueError(f"cannot send header 'Authorization: Bearer {token}'"))
+    with caplog.at_level("DEBUG"):
+        await loop.tick(10)
+    s = loop.sim.status
+    assert condition(loop) == ("False", "AnalysisError")
+    assert "Bearer [redacted]" in s.analysis.message
+    assert token not in s.model_dump_json() and token not in caplog.text
+    assert "Bearer [redacted]" in caplog.text

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import datetime as dt
 import json
+import threading
 import time
 from typing import Any
 
@@ -176,6 +177,36 @@ async def test_release_lets_the_next_candidate_in_at_once() -> None:
     assert b.try_acquire_or_renew() and api.holder == "b"
     await a.release()  # not leading: nothing happens
     assert api.holder == "b"
+
+
+async def test_no_renewal_is_made_after_the_release() -> None:
+    """At shutdown the Lease is released while the renewing task may still be running
+    (its attempt in a thread): once released, it is never taken or renewed again, and
+    a renewal under way when the release starts finishes before it."""
+    api, clock = FakeApiServer(), Clock()
+    a = candidate(api, clock, "a")
+    await a.acquire()
+    started, go = threading.Event(), threading.Event()
+
+    def slow(method: str, path: str, body: Any = None) -> Any:
+        if method == "GET" and not go.is_set():
+            started.set()
+            go.wait(5)
+        return api(method, path, body)
+
+    a._api = slow
+    renewal = asyncio.ensure_future(asyncio.to_thread(a.try_acquire_or_renew))
+    await asyncio.to_thread(started.wait, 5)
+    release = asyncio.ensure_future(a.release())
+    await asyncio.sleep(0)
+    go.set()  # the renewal's read answers now, after the release began
+    assert await renewal is True
+    await release
+    assert api.holder == "", "the release came last"
+    versions = api.version
+    assert not a.try_acquire_or_renew() and api.holder == "" and api.version == versions
+    clock.t += 60
+    assert not a.try_acquire_or_renew() and api.version == versions
 
 
 def test_config_needs_ordered_durations() -> None:

@@ -6,6 +6,11 @@ this very reconcile) and the analysis part of the status. The reconciler asks th
 `notifier` which webhook notices a decision sends, and has them delivered once they
 are written into status.
 
+Whatever fails inside `evaluate` — a value the models let through that the arithmetic
+cannot take, a library refusing a request, a bug — becomes a hold (reason
+AnalysisError), never an exception: the state machine still runs after it, so the
+gates (abort, pause, promote) act whatever the analysis does.
+
 A run happens every `interval` (scheduled with requeue_after), or at once when what it
 looks at changes; between runs the last run's verdict, kept in status, stands. All the
 state is in status (consecutive failures, since when Prometheus is unreachable, the
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +63,18 @@ from .scope import (
     traffic_start,
     window,
 )
-from .secrets import CredentialsError, endpoint
+from .secrets import CredentialsError, InvalidCredentials, endpoint, redact
 from .templates import Context, TemplateError, render
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "PrometheusUnavailable"
+CREDENTIALS_INVALID = InvalidCredentials.reason
+ERROR = "AnalysisError"
 IDLE = "AnalysisIdle"
+ERROR_RETRY_SECONDS = 30.0
+"""After an evaluation failed: try again this much later (an event comes sooner)."""
+MAX_ERROR_MESSAGE = 1000
 
 _client = Client()
 _notifier = Notifier()
@@ -86,7 +97,47 @@ async def evaluate(
     client: Client | None = None,
 ) -> Evaluation:
     """The analysis status and signal for this reconcile; queries Prometheus when a
-    run is due. `kube` reads Secrets (credentials); `client` is a test seam."""
+    run is due. `kube` reads Secrets (credentials); `client` is a test seam.
+
+    Never raises (but for cancellation): any failure is a held signal with reason
+    AnalysisError and what failed in status.analysis, so the gates still act."""
+    try:
+        return await _evaluate(spec, status, namespace, name, now, kube, client)
+    except Exception as exc:
+        return _failed(status, namespace, name, exc)
+
+
+def _failed(status: ShadowRouteStatus, namespace: str, name: str, exc: Exception) -> Evaluation:
+    """Hold, keeping the last run's record (its failure count, its time) and saying what
+    failed. The same failure again leaves the status as it was (no write) and is logged
+    once, with its traceback; credentials are redacted from both."""
+    last = status.analysis
+    what = redact(f"{type(exc).__name__}: {exc}")
+    if len(what) > MAX_ERROR_MESSAGE:
+        what = what[:MAX_ERROR_MESSAGE] + "…"
+    message = (
+        f"the analysis could not run ({what}); holding: nothing advances until it runs, "
+        "the gates (abort, pause, promote) still act"
+    )
+    ANALYSIS_RUNS.labels("Error").inc()
+    if (last.reason, last.message) != (ERROR, message):
+        trace = redact("".join(traceback.format_exception(exc)))
+        log.error("%s/%s: %s\n%s", namespace, name, message, trace.rstrip())
+    new = last.model_copy(
+        update={"verdict": Verdict.INCONCLUSIVE, "reason": ERROR, "message": message}
+    )
+    return Evaluation(new, AnalysisSignal(Health.PENDING, ERROR, message), ERROR_RETRY_SECONDS)
+
+
+async def _evaluate(
+    spec: ShadowRouteSpec,
+    status: ShadowRouteStatus,
+    namespace: str,
+    name: str,
+    now: dt.datetime,
+    kube: Any,
+    client: Client | None,
+) -> Evaluation:
     a = spec.analysis
     if a is None:
         return Evaluation(status.analysis, None)  # readiness alone gates progress
@@ -116,7 +167,7 @@ async def evaluate(
         wait = (when - now).total_seconds() if when else interval
         return Evaluation(last, standing_signal(last, scope), max(wait, 0.05))
     evaluation = await _run(a, status, scope, last, namespace, name, now, kube, client or _client)
-    unavailable = evaluation.status.reason == UNAVAILABLE
+    unavailable = evaluation.status.reason in (UNAVAILABLE, CREDENTIALS_INVALID)
     ANALYSIS_RUNS.labels("Unavailable" if unavailable else evaluation.status.verdict).inc()
     if (evaluation.status.verdict, evaluation.status.reason) != (last.verdict, last.reason):
         log.info(
@@ -151,8 +202,8 @@ async def _run(
     last = last.model_copy(update={"traffic_since": since})
     try:
         where = await endpoint(a, namespace, kube)
-    except CredentialsError as exc:
-        return _unavailable(a, scope, last, ts, now, str(exc))
+    except CredentialsError as exc:  # refused before any request is made
+        return _unavailable(a, scope, last, ts, now, str(exc), exc.reason)
     span = window(a, parse_timestamp(since), now)
     partial = partial_window(a, status, parse_timestamp(since), now, span)
     opened = run_time(now - dt.timedelta(seconds=span))
@@ -269,16 +320,26 @@ def _judged(
 
 
 def _unavailable(
-    a: AnalysisSpec, scope: Scope, last: AnalysisStatus, ts: str, now: dt.datetime, error: str
+    a: AnalysisSpec,
+    scope: Scope,
+    last: AnalysisStatus,
+    ts: str,
+    now: dt.datetime,
+    error: str,
+    reason: str = UNAVAILABLE,
 ) -> Evaluation:
-    """Prometheus could not be asked: hold; past unreachable.timeout the policy decides.
-    The failure count stays: no answer is not a failed check."""
+    """Prometheus could not be asked (no answer, or reason CredentialsInvalid: the
+    Secret's credentials cannot be sent): hold; past unreachable.timeout the policy
+    decides. The failure count stays: no answer is not a failed check."""
     since = last.unreachable_since or ts
     down_for = max((now - parse_timestamp(since)).total_seconds(), 0.0)
     limit = parse_duration(a.unreachable.timeout)
     interval = parse_duration(a.interval)
     rollback = a.unreachable.policy is UnreachablePolicy.ROLLBACK
-    message = f"{error} (unreachable since {since})"
+    if reason == CREDENTIALS_INVALID:
+        message, until = f"{error} (Prometheus not asked since {since})", "the Secret is fixed"
+    else:
+        message, until = f"{error} (unreachable since {since})", "it answers"
     if rollback and down_for >= limit:
         health, wait = Health.FAILED, interval
         message += (
@@ -290,19 +351,19 @@ def _unavailable(
         message += f"; holding, rolled back if still unreachable after {a.unreachable.timeout}"
     else:
         health, wait = Health.PENDING, interval
-        message += "; holding until it answers (unreachable.policy hold)"
+        message += f"; holding until {until} (unreachable.policy hold)"
     new = last.model_copy(
         update={
             "last_run_at": ts,
             "verdict": Verdict.INCONCLUSIVE,
-            "reason": UNAVAILABLE,
+            "reason": reason,
             "message": message,
             "revision": scope.revision,
             "target": scope.target,
             "unreachable_since": since,
         }
     )
-    return Evaluation(new, AnalysisSignal(health, UNAVAILABLE, message), wait)
+    return Evaluation(new, AnalysisSignal(health, reason, message), wait)
 
 
 def notifier() -> Notifier:

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,11 +80,20 @@ class LeaderElector:
         self._last_renew = 0.0
         self.leading = False
         self.holder = ""
+        # One attempt or the release at a time: a renewal still under way in its thread
+        # when the Lease is released finishes first, and none is made after it.
+        self._lock = threading.Lock()
+        self._released = False
 
     # ------------------------------------------------------------------ one attempt
 
     def try_acquire_or_renew(self) -> bool:
-        """One attempt (blocking: run it in a thread). True when we hold the Lease."""
+        """One attempt (blocking: run it in a thread). True when we hold the Lease.
+        After `release()` never again."""
+        with self._lock:
+            return not self._released and self._attempt()
+
+    def _attempt(self) -> bool:
         c = self.config
         path = LEASES.format(ns=c.namespace)
         now = self._wall()
@@ -190,22 +200,26 @@ class LeaderElector:
                 return
 
     async def release(self) -> None:
-        """Give the Lease up (holder empty), only if we still hold it."""
+        """Give the Lease up (holder empty), only if we still hold it; no attempt to
+        take or renew it is made after this."""
         if not self.leading:
+            self._released = True
             return
         self._set(False)
         c = self.config
 
         def give_up() -> None:
-            path = f"{LEASES.format(ns=c.namespace)}/{c.name}"
-            lease = self._api("GET", path)
-            spec = lease.get("spec") or {}
-            if spec.get("holderIdentity") != c.identity:
-                return
-            spec["holderIdentity"] = ""
-            spec["leaseDurationSeconds"] = 1
-            lease["spec"] = spec
-            self._api("PUT", path, lease)
+            with self._lock:
+                self._released = True
+                path = f"{LEASES.format(ns=c.namespace)}/{c.name}"
+                lease = self._api("GET", path)
+                spec = lease.get("spec") or {}
+                if spec.get("holderIdentity") != c.identity:
+                    return
+                spec["holderIdentity"] = ""
+                spec["leaseDurationSeconds"] = 1
+                lease["spec"] = spec
+                self._api("PUT", path, lease)
 
         try:
             await asyncio.to_thread(give_up)

@@ -110,7 +110,7 @@ ROLLBACKS = Counter(
 )
 ANALYSIS_RUNS = Counter(
     "shadowroute_analysis_runs_total",
-    "Analysis runs, by result: Pass, Fail, Inconclusive, or Unavailable (no answer).",
+    "Analysis runs, by result: Pass, Fail, Inconclusive, Unavailable (no answer), or Error.",
     ["result"],
 )
 QUERY_SECONDS = Histogram(
