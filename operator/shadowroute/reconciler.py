@@ -30,10 +30,10 @@ from .api.models import (
 )
 from .kube.client import Gone, Kube, api_error_reason
 from .render import diff
-from .render.workloads import Owner, deployments, services
-from .rollout import conditions, from_live
-from .rollout.machine import decide, desired_revision, template_dict
+from .render.workloads import Owner
+from .rollout import conditions
 from .rollout.observe import Observation
+from .wanted import Seen, wanted
 
 log = logging.getLogger(__name__)
 APPLY_RETRY_SECONDS = 5.0
@@ -147,44 +147,17 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         kind: diff.index_by_name([o for o in objs if controlled_by(o, meta["uid"])])
         for kind, objs in children.items()
     }
-    desired = desired_revision(spec)
-    templates: dict[str, dict[str, Any]] = {}
-    for dep in live["Deployment"].values():
-        found = from_live.user_template(dep)
-        if found:
-            templates.setdefault(found[0], found[1])
-    templates[desired] = template_dict(spec)
-
-    roles = from_live.workloads(name, list(live["Deployment"].values()))
     evaluation = await analysis.evaluate(spec, status, namespace, name, now, kube=kube)
-    obs = Observation(
-        generation=int(meta.get("generation") or 0),
-        primary=roles["primary"],
-        canary=roles["canary"],
-        shadow=roles["shadow"],
-        gates=from_live.gates(meta.get("annotations")),
-        analysis=evaluation.signal,
-        primary_template_known=(status.primary_revision or desired) in templates,
-    )
-    decision = decide(spec, status.model_copy(update={"analysis": evaluation.status}), obs, now)
-    requeue = _earliest(decision.requeue_after, evaluation.requeue_after)
-
     owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
-    deps, missing = deployments(owner, spec, decision.status, desired, templates)
-    if missing:
-        # The template of the revision a Deployment should keep is gone (its Deployment
-        # was deleted): run the desired template there rather than nothing.
-        fallback = decision.status.model_copy(
-            update={"primary_revision": desired, "canary_revision": desired}
-        )
-        more, _ = deployments(owner, spec, fallback, desired, templates)
-        deps += [d for d in more if d["metadata"]["labels"]["shadowroute.io/role"] in missing]
-    # Routing first (a rollback moves traffic before anything scales down), then pods.
-    desired_objs = [
-        *traffic.render_routes(owner, spec, decision.status),
-        *services(owner, spec, decision.status),
-        *deps,
-    ]
+    seen = Seen(
+        generation=int(meta.get("generation") or 0),
+        annotations=meta.get("annotations") or {},
+        deployments=list(live["Deployment"].values()),
+        analysis=evaluation.signal,
+    )
+    want = wanted(spec, status.model_copy(update={"analysis": evaluation.status}), seen, owner, now)
+    decision, desired_objs, obs = want.decision, want.objects, want.observation
+    requeue = _earliest(decision.requeue_after, evaluation.requeue_after)
 
     # Someone else's object where a child of ours would go: write nothing, say whose.
     conflicts = await _look_up(kube, meta["uid"], desired_objs, live, children)

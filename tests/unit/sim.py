@@ -1,10 +1,10 @@
-"""A tiny, pure fake cluster to drive the state machine in unit tests.
+"""A tiny, pure fake cluster to drive the operator's core in unit tests.
 
-Each reconcile observes the fake Deployments, calls ``decide``, and then "applies" what
-the renderer would ask for: every role's Deployment runs ``revision_for`` at
-``replicas_for`` replicas. A Deployment whose revision or replica count changed becomes
-ready after ``ready_after[role]`` ticks (0: at once, before the next reconcile). A tick
-moves the clock, lets the rollouts progress, then reconciles.
+Each reconcile calls ``wanted`` — the very function the reconciler and ``plan`` call —
+with the fake Deployments as the live ones, then "applies" the Deployments it asks
+for. A Deployment whose revision or replica count changed becomes ready after
+``ready_after[role]`` ticks (0: at once, before the next reconcile). A tick moves the
+clock, lets the rollouts progress, then reconciles.
 
 The world can be steered: change the template, set gate tokens, inject an analysis
 signal, break a revision (its pods never become ready) or make a role flap (reported
@@ -19,11 +19,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.render.workloads import CANARY, PRIMARY, ROLES, SHADOW, replicas_for, revision_for
-from shadowroute.rollout.machine import Decision, Event, decide, desired_revision
-from shadowroute.rollout.observe import AnalysisSignal, Gates, Observation, Workload
+from shadowroute.render.workloads import (
+    CANARY,
+    PRIMARY,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    ROLES,
+    SHADOW,
+    Owner,
+)
+from shadowroute.rollout.from_live import GATE_PREFIX
+from shadowroute.rollout.machine import Decision, Event, desired_revision
+from shadowroute.rollout.observe import GATE_NAMES, AnalysisSignal, Gates, Observation
+from shadowroute.wanted import Seen, wanted
 
 T0 = datetime(2026, 11, 25, 5, 0, 0, tzinfo=UTC)
+OWNER = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "web", "default", "uid-web")
 
 __all__ = ["CANARY", "PRIMARY", "SHADOW", "T0", "Dep", "Sim", "image_template", "spec_dict"]
 
@@ -70,11 +81,18 @@ def spec_dict(
 
 @dataclass
 class Dep:
-    """A fake Deployment: what it runs and how many ticks until it is rolled out."""
+    """A fake Deployment: the object as applied and how many ticks until rolled out."""
 
-    revision: str
-    replicas: int
+    obj: dict[str, Any]
     ticks_left: int
+
+    @property
+    def revision(self) -> str:
+        return self.obj["metadata"]["labels"][REVISION_LABEL]
+
+    @property
+    def replicas(self) -> int:
+        return int(self.obj["spec"]["replicas"])
 
 
 @dataclass
@@ -124,41 +142,56 @@ class Sim:
         token = token or f"{name}-{self.now.isoformat()}-{len(self.events)}"
         self.gates = Gates(**{**self.gates.__dict__, name: token})
 
-    def workload(self, role: str) -> Workload | None:
-        dep = self.deps.get(role)
-        if dep is None:
-            return None
+    def live(self, role: str, dep: Dep) -> dict[str, Any]:
+        """The Deployment as the API server would show it: rolled out, or not yet."""
         ready = dep.ticks_left == 0 and dep.revision not in self.broken
-        return Workload(dep.revision, dep.replicas, ready and role not in self.flapping)
+        ready = ready and role not in self.flapping
+        n = dep.replicas
+        obj = copy.deepcopy(dep.obj)
+        obj["metadata"]["generation"] = 1
+        obj["status"] = {
+            "observedGeneration": 1,
+            "replicas": n,
+            "updatedReplicas": n if ready else 0,
+            "availableReplicas": n if ready else 0,
+        }
+        return obj
 
-    def observation(self) -> Observation:
-        return Observation(
+    def seen(self) -> Seen:
+        gates = {
+            GATE_PREFIX + g: getattr(self.gates, g) for g in GATE_NAMES if getattr(self.gates, g)
+        }
+        return Seen(
             generation=self.generation,
-            primary=self.workload(PRIMARY),
-            canary=self.workload(CANARY),
-            shadow=self.workload(SHADOW),
-            gates=self.gates,
+            annotations=gates,
+            deployments=[self.live(role, dep) for role, dep in self.deps.items()],
             analysis=self.analysis,
         )
+
+    def observation(self) -> Observation:
+        """What the state machine is told now."""
+        return wanted(self.spec, self.status, self.seen(), OWNER, self.now).observation
 
     # ------------------------------------------------------------------ the loop
 
     def reconcile(self) -> Decision:
         """Observe, decide, apply: one pass of the operator at the current time."""
-        decision = decide(self.spec, self.status, self.observation(), self.now)
-        self.status = decision.status
-        self.events.extend(decision.events)
-        self.decisions.append(decision)
-        self.apply()
-        return decision
+        want = wanted(self.spec, self.status, self.seen(), OWNER, self.now)
+        self.status = want.status
+        self.events.extend(want.decision.events)
+        self.decisions.append(want.decision)
+        self.apply(want.objects)
+        return want.decision
 
-    def apply(self) -> None:
-        for role in ROLES:
-            revision = revision_for(role, self.status, self.desired)
-            replicas = replicas_for(role, self.spec, self.status)
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            if obj["kind"] != "Deployment":
+                continue
+            role = obj["metadata"]["labels"][ROLE_LABEL]
+            new = Dep(obj, self.ready_after[role])
             dep = self.deps.get(role)
-            if dep is None or (dep.revision, dep.replicas) != (revision, replicas):
-                self.deps[role] = Dep(revision, replicas, self.ready_after[role])
+            if dep is None or (dep.revision, dep.replicas) != (new.revision, new.replicas):
+                self.deps[role] = new
 
     def advance(self, seconds: float) -> None:
         """Let time pass and the Deployments roll out by one tick."""

@@ -21,14 +21,15 @@ from shadowroute.rollout.machine import (
     SUCCEEDED,
     Decision,
     canary_replicas,
-    decide,
     desired_revision,
     shadow_replicas,
     template_dict,
 )
 from shadowroute.rollout.observe import AnalysisSignal, Health, Observation, Workload
+from shadowroute.wanted import Seen, wanted
 
 from .sim import CANARY, PRIMARY, SHADOW, Sim, image_template, spec_dict
+from .sim import OWNER as SIM_OWNER
 
 IMAGES = ("web:1", "web:2", "web:3")
 GATES = ("promote", "abort", "pause", "resume", "retry")
@@ -172,7 +173,9 @@ def stage_workload_ready(sim: Sim, prev: ShadowRouteStatus, obs: Observation) ->
     return ready_at(obs.canary, desired, spec.replicas)  # Promoting
 
 
-def check_decision(sim: Sim, prev: ShadowRouteStatus, obs: Observation, d: Decision) -> None:
+def check_decision(
+    sim: Sim, prev: ShadowRouteStatus, obs: Observation, d: Decision, seen: Seen
+) -> None:
     s, spec, desired = d.status, sim.spec, sim.desired
 
     # Weights and the mirror stay within 0..100, and only where they make sense.
@@ -228,8 +231,8 @@ def check_decision(sim: Sim, prev: ShadowRouteStatus, obs: Observation, d: Decis
 
     # Pure: the same input gives the same output, and the input is left alone.
     before = prev.model_copy(deep=True)
-    again = decide(spec, prev, obs, sim.now)
-    assert again == d and prev == before
+    again = wanted(spec, prev, seen, SIM_OWNER, sim.now)
+    assert again.decision == d and again.observation == obs and prev == before
 
     # Rendering: never negative, primary at full scale, deterministic, and what was
     # applied needs no second write.
@@ -246,11 +249,11 @@ def check_decision(sim: Sim, prev: ShadowRouteStatus, obs: Observation, d: Decis
         assert not needs_write(obj, with_applied_hash(obj))
 
 
-def settle(sim: Sim, obs: Observation, d: Decision, limit: int) -> list[Decision]:
+def settle(sim: Sim, seen: Seen, d: Decision, limit: int) -> list[Decision]:
     """Decide again and again on the same world and time."""
     out = [d]
     for _ in range(limit):
-        out.append(decide(sim.spec, out[-1].status, obs, sim.now))
+        out.append(wanted(sim.spec, out[-1].status, seen, SIM_OWNER, sim.now).decision)
     return out
 
 
@@ -265,9 +268,9 @@ def test_every_decision_keeps_the_rules(
         dt = act(sim, action)
         prev = sim.status
         sim.advance(dt)
-        obs = sim.observation()
+        seen, obs = sim.seen(), sim.observation()
         d = sim.reconcile()
-        check_decision(sim, prev, obs, d)
+        check_decision(sim, prev, obs, d, seen)
 
 
 @PROPS
@@ -285,9 +288,9 @@ def test_an_unchanged_world_settles_without_writes(
         dt = act(sim, action)
         prev = sim.status
         sim.advance(dt)
-        obs = sim.observation()
+        seen = sim.seen()
         d = sim.reconcile()
-        runs = settle(sim, obs, d, limit=8)
+        runs = settle(sim, seen, d, limit=8)
         second = runs[1]
         moved_within_stage = d.status.stage == prev.stage and (
             d.status.current_step != prev.current_step

@@ -1,9 +1,10 @@
 """`kubectl shadowroute plan -f FILE`: what applying a ShadowRoute would do, computed
 with the operator's own pure core and without changing anything.
 
-The live object, its children and the manifest go through the same steps as a
-reconcile — `desired_revision`, `decide`, the renderers, `diff.needs_write` — so the
-plan shows exactly what the next reconcile after `kubectl apply` would write: a new
+The live object, its children and the manifest go through the very function a
+reconcile calls (`wanted`), then `diff.needs_write`, so the plan shows exactly what
+the next reconcile after `kubectl apply` would write (Prometheus aside: a plan never
+claims a check passed): a new
 revision or not, the stages it will go through, the events, and which children are
 created or changed (and how).
 """
@@ -16,13 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import traffic
 from ..api.models import API_VERSION, KIND, ShadowRouteSpec, ShadowRouteStatus
 from ..render import diff
-from ..render.workloads import Owner, deployments, services
-from ..rollout import from_live
-from ..rollout.machine import decide, desired_revision, template_dict
-from ..rollout.observe import AnalysisSignal, Health, Observation
+from ..render.workloads import Owner
+from ..rollout.machine import desired_revision
+from ..rollout.observe import AnalysisSignal, Health
+from ..wanted import Seen, wanted
 
 MAX_CHANGES_SHOWN = 8
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -203,14 +203,6 @@ def make_plan(
         spec_changes = field_changes(_normal_spec(live.get("spec") or {}), spec.to_k8s(), "spec")
         generation = int(meta.get("generation") or 1) + (1 if spec_changes else 0)
 
-    deps = children.get("Deployment", [])
-    templates: dict[str, dict[str, Any]] = {}
-    for dep in deps:
-        found = from_live.user_template(dep)
-        if found:
-            templates.setdefault(found[0], found[1])
-    templates[desired] = template_dict(spec)
-    roles = from_live.workloads(name, deps)
     annotations = {
         **(meta.get("annotations") or {}),
         **((body.get("metadata") or {}).get("annotations") or {}),
@@ -219,31 +211,15 @@ def make_plan(
     if spec.analysis is not None:
         # Prometheus is not asked: a plan never claims a check passed.
         signal = AnalysisSignal(Health.PENDING, "Plan", "not evaluated by plan")
-    obs = Observation(
-        generation=generation,
-        primary=roles["primary"],
-        canary=roles["canary"],
-        shadow=roles["shadow"],
-        gates=from_live.gates(annotations),
-        analysis=signal,
-        primary_template_known=(status.primary_revision or desired) in templates,
-    )
-    decision = decide(spec, status, obs, now)
-    after = decision.status
-
     owner = Owner(API_VERSION, KIND, name, namespace, meta.get("uid") or PLACEHOLDER_UID)
-    rendered, missing = deployments(owner, spec, after, desired, templates)
-    if missing:
-        fallback = after.model_copy(
-            update={"primary_revision": desired, "canary_revision": desired}
-        )
-        more, _ = deployments(owner, spec, fallback, desired, templates)
-        rendered += [d for d in more if d["metadata"]["labels"]["shadowroute.io/role"] in missing]
-    desired_objs = [
-        *traffic.render_routes(owner, spec, after),
-        *services(owner, spec, after),
-        *rendered,
-    ]
+    seen = Seen(
+        generation=generation,
+        annotations=annotations,
+        deployments=children.get("Deployment", []),
+        analysis=signal,
+    )
+    want = wanted(spec, status, seen, owner, now)
+    decision, desired_objs, after = want.decision, want.objects, want.status
     objects = []
     for obj in desired_objs:
         kind, obj_name = obj["kind"], obj["metadata"]["name"]
