@@ -163,9 +163,9 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     conflicts = await _look_up(kube, meta["uid"], desired_objs, live, children)
     if conflicts:
         held = status.model_copy(deep=True)
-        message = "; ".join(conflicts)
-        failed = _report_failure(held, status, "NameConflict", message, now, meta["uid"])
-        conditions.set_condition(held, "Ready", "False", "NameConflict", message, now)
+        reason, message = conflicts[0][0], "; ".join(m for _, m in conflicts)
+        failed = _report_failure(held, status, reason, message, now, meta["uid"])
+        conditions.set_condition(held, "Ready", "False", reason, message, now)
         written, retry = await w.deliver(spec, held)
         await w.status(status, written)
         return Outcome(_earliest(_backoff(failed, now), 5.0 if retry else None), w.count, written)
@@ -281,13 +281,26 @@ def controlled_by(obj: dict[str, Any], uid: str) -> bool:
 
 
 def _whose(obj: dict[str, Any]) -> str:
-    """Who an object belongs to, in words: its controller, else who wrote it."""
+    """Who an object belongs to, in words: its controller, else who wrote which of its
+    fields (from managedFields)."""
     meta = obj.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller"):
             return f"controlled by {ref.get('kind')} {ref.get('name')}"
-    managers = sorted({m.get("manager", "?") for m in meta.get("managedFields") or []})
-    return f"not created by this ShadowRoute (written by {', '.join(managers) or 'someone else'})"
+    owners = []
+    for entry in meta.get("managedFields") or []:
+        fields = sorted(
+            f".{top[2:]}.{key[2:]}"
+            for top, sub in (entry.get("fieldsV1") or {}).items()
+            if top in ("f:spec", "f:data")
+            for key in (sub or {})
+            if key.startswith("f:")
+        )
+        what = f" owns {', '.join(fields)}" if fields else ""
+        owners.append(f'"{entry.get("manager", "?")}"{what}')
+    return "not created by this ShadowRoute" + (
+        f" (written by {'; '.join(owners)})" if owners else ""
+    )
 
 
 async def _look_up(
@@ -296,11 +309,12 @@ async def _look_up(
     desired_objs: list[dict[str, Any]],
     live: dict[str, dict[str, dict[str, Any]]],
     children: dict[str, list[dict[str, Any]]],
-) -> list[str]:
+) -> list[tuple[str, str]]:
     """Look up each child we would write that is not listed as ours: one of ours that
     lost its labels joins `live`; an object this ShadowRoute does not control (a user's
-    Service, a sibling ShadowRoute's child) is a conflict, described. At rest every
-    child is listed as ours: no read."""
+    Service, a sibling ShadowRoute's child) is a conflict: its reason (RouteConflict
+    for a route, else NameConflict) and a description. At rest every child is listed
+    as ours: no read."""
     labelled = {(kind, o["metadata"]["name"]): o for kind, objs in children.items() for o in objs}
     unknown = [
         o
@@ -324,10 +338,17 @@ async def _look_up(
         if controlled_by(there, uid):
             live[o["kind"]][o["metadata"]["name"]] = there
             continue
-        conflicts.append(
-            f"{o['kind']} {o['metadata']['name']} exists and is {_whose(there)}; the "
-            "operator never writes, adopts or deletes it: rename one of them or remove it"
-        )
+        what = f"{o['kind']} {o['metadata']['name']}"
+        if traffic.is_route(o):
+            conflicts.append(
+                ("RouteConflict", f"{what} is not the operator's to write as it is: it exists "
+                 f"and is {_whose(there)}")
+            )  # fmt: skip
+        else:
+            conflicts.append(
+                ("NameConflict", f"{what} exists and is {_whose(there)}; the operator never "
+                 "writes, adopts or deletes it: rename one of them or remove it")
+            )  # fmt: skip
     return conflicts
 
 
