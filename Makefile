@@ -33,10 +33,11 @@ cluster-down: venv ## stop it; leaves no process and no port
 cluster-status: venv
 	@$(PY) hack/cluster.py status
 
-crd: venv ## regenerate crds/, the chart's copy and docs/reference.md from the pydantic models
+crd: venv ## regenerate crds/, the chart's copy and docs/reference.md from the models, the chart's route RBAC from the providers
 	@$(PY) hack/gen_crd.py
 	@cp crds/shadowroute.io_shadowroutes.yaml charts/shadowroute/crds/
 	@$(PY) hack/gen_reference.py
+	@$(PY) hack/gen_rbac.py
 
 lint: venv ## ruff lint + format check, CRD in sync with the models
 	$(VENV)/bin/ruff check .

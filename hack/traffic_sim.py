@@ -418,7 +418,6 @@ class Simulator:
 
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.net = kubernetes.client.NetworkingV1Api(api)
         self.globs = globs
         self.rps = rps
         self.exporter = exporter
@@ -433,22 +432,15 @@ class Simulator:
         found = self.custom.list_cluster_custom_object("shadowroute.io", "v1alpha1", "shadowroutes")
         return [r for r in found.get("items", []) if self.watched(r["metadata"]["namespace"])]
 
-    def _get(self, group: str, version: str, plural: str, ns: str, name: str) -> dict | None:
+    def _route(self, kind: str, ns: str, name: str) -> dict | None:
+        """A route object, read where its provider declares the kind is served."""
         from kubernetes.client.exceptions import ApiException
+        from shadowroute.traffic import ROUTE_RESOURCES
 
+        declared = ROUTE_RESOURCES[kind]
         try:
-            return self.custom.get_namespaced_custom_object(group, version, ns, plural, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def _ingress(self, ns: str, name: str) -> dict | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.net.api_client.sanitize_for_serialization(
-                self.net.read_namespaced_ingress(name, ns)
+            return self.custom.get_namespaced_custom_object(
+                declared.group, declared.version, ns, declared.plural, name
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -461,16 +453,13 @@ class Simulator:
         provider = traffic.get("provider", "none")
         if provider == "gatewayapi":
             own = ((traffic.get("gatewayAPI") or {}).get("httpRoute")) or {}
-            obj = self._get(
-                "gateway.networking.k8s.io", "v1", "httproutes", ns, own.get("name") or name
-            )
+            obj = self._route("HTTPRoute", ns, own.get("name") or name)
             return split_gatewayapi(name, obj, own.get("rule"))
         if provider == "nginx":
-            return split_nginx(name, self._ingress(ns, name), self._ingress(ns, f"{name}-canary"))
+            stable, canary = (self._route("Ingress", ns, n) for n in (name, f"{name}-canary"))
+            return split_nginx(name, stable, canary)
         if provider == "istio":
-            return split_istio(
-                name, self._get("networking.istio.io", "v1", "virtualservices", ns, name)
-            )
+            return split_istio(name, self._route("VirtualService", ns, name))
         from kubernetes.client.exceptions import ApiException
 
         try:

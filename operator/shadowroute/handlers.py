@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from . import analysis
+from . import analysis, traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.client import Kube, load_config
 from .reconciler import reconcile
@@ -70,12 +70,17 @@ async def shadowroute_event(event: dict[str, Any], name: str, namespace: str, **
 # Children, routes included: a hand edit (a weight, a selector, replicas) is put back
 # at once, not at the next resync. A route kind whose CRD is not installed is only
 # logged by kopf, and picked up if the CRD appears later.
-@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: MANAGER})
-@kopf.on.event("", "v1", "services", labels={MANAGED_BY: MANAGER})
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels={MANAGED_BY: MANAGER})
-@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={MANAGED_BY: MANAGER})
-@kopf.on.event("networking.istio.io", "v1", "virtualservices", labels={MANAGED_BY: MANAGER})
 async def child_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
     owner = labels.get(NAME_LABEL)
     if owner:
         scheduler().trigger(namespace, owner)
+
+
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    *((k.group, k.version, k.plural) for k in traffic.ROUTE_RESOURCES.values()),
+)
+"""What child_event watches: the workloads and every route kind a provider declares."""
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels={MANAGED_BY: MANAGER})(child_event)

@@ -216,8 +216,8 @@ async def _apply(
     current: dict[str, Any] = {"kind": ""}  # the object being written, for the report
     try:
         for current in desired_objs:
-            if isinstance(current, traffic.RuleEdit):
-                # A rule of your own HTTPRoute: read it as it is now and change only our
+            if isinstance(current, traffic.LiveEdit):
+                # Part of an object you own: read it as it is now and change only our
                 # part; if it changed between our read and our write, read once more.
                 for attempt in (1, 2):
                     yours = await kube.get(current["kind"], namespace, current["metadata"]["name"])
@@ -239,7 +239,7 @@ async def _apply(
                 # a conflict rather than taken over (the check above found no object).
                 await kube.apply(diff.with_applied_hash(current), force=seen is not None)
                 w.count += 1
-        # Routes no longer rendered (another provider, or your own HTTPRoute instead of
+        # Routes no longer rendered (another provider, or your own route instead of
         # ours) go, after the new ones are in place. Other providers' kinds are listed
         # only when that can have happened: a new spec, or a failure last time. Kinds
         # we may not list are skipped.
@@ -319,7 +319,7 @@ async def _look_up(
     unknown = [
         o
         for o in desired_objs
-        if not isinstance(o, traffic.RuleEdit) and o["metadata"]["name"] not in live[o["kind"]]
+        if not isinstance(o, traffic.LiveEdit) and o["metadata"]["name"] not in live[o["kind"]]
     ]
 
     async def found(o: dict[str, Any]) -> dict[str, Any] | None:

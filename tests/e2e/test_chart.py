@@ -59,6 +59,29 @@ def test_deployment_is_hardened() -> None:
     assert not [a for a in container["args"] if a.startswith("--namespace")]
 
 
+def test_route_rules_are_what_the_providers_declare() -> None:
+    """Rendered by Helm, in both modes: one rule per route kind a provider declares
+    (group, plural, verbs), nothing more (hack/gen_rbac.py writes them)."""
+    from shadowroute.traffic import ROUTE_RESOURCES
+
+    declared = [
+        {"apiGroups": [d.group], "resources": [d.plural], "verbs": list(d.verbs)}
+        for d in ROUTE_RESOURCES.values()
+    ]
+    plurals = {d.plural for d in ROUTE_RESOURCES.values()}
+    for sets in ((), ("watch.namespaces={shop,web}",)):
+        roles = [
+            m
+            for m in render("routes", "ops", *sets)
+            if m["kind"] in ("ClusterRole", "Role")
+            and any("shadowroutes" in rule["resources"] for rule in m["rules"])
+        ]
+        assert len(roles) == (2 if sets else 1), [m["kind"] for m in roles]
+        for role in roles:
+            got = [rule for rule in role["rules"] if plurals & set(rule["resources"])]
+            assert got == declared, role["metadata"]
+
+
 def test_two_replicas_elect_a_leader() -> None:
     manifests = render("ha", "ops", "replicaCount=2")
     dep = next(m for m in manifests if m["kind"] == "Deployment")

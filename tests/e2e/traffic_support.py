@@ -14,6 +14,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from shadowroute import traffic
 
 from .conftest import Cluster, KubectlFn, OperatorProcess, get_json, wait_for
 from .test_rollout import Route, route, stable
@@ -36,11 +37,8 @@ __all__ = [
     "walk",
 ]
 
-ROUTE_RESOURCES = {
-    "HTTPRoute": "httproutes.gateway.networking.k8s.io",
-    "Ingress": "ingresses.networking.k8s.io",
-    "VirtualService": "virtualservices.networking.istio.io",
-}
+ROUTE_RESOURCES = {kind: declared.resource for kind, declared in traffic.ROUTE_RESOURCES.items()}
+"""kubectl's name of each route kind the providers declare (plural.group)."""
 STEPS = [{"weight": 10, "pause": {}}, {"weight": 50, "pause": {}}]
 """Steps that wait for the resume gate: the test looks at the route at each one."""
 
@@ -102,13 +100,11 @@ class RouteWrites:
         self._threads: list[threading.Thread] = []
 
     def _lister(self, kind: str) -> Callable[..., Any]:
-        ns = self.namespace
-        if kind == "Ingress":
-            net = kubernetes.client.NetworkingV1Api(self.api)
-            return lambda **kw: net.list_namespaced_ingress(ns, **kw)
+        ns, d = self.namespace, traffic.ROUTE_RESOURCES[kind]
         custom = kubernetes.client.CustomObjectsApi(self.api)
-        plural, group = ROUTE_RESOURCES[kind].split(".", 1)
-        return lambda **kw: custom.list_namespaced_custom_object(group, "v1", ns, plural, **kw)
+        return lambda **kw: custom.list_namespaced_custom_object(
+            d.group, d.version, ns, d.plural, **kw
+        )
 
     def _watch(self, kind: str, lister: Callable[..., Any], rv: str) -> None:
         while not self._stop.is_set():
@@ -122,12 +118,7 @@ class RouteWrites:
     def __enter__(self) -> RouteWrites:
         for kind in self.kinds:
             lister = self._lister(kind)
-            listed = lister()
-            rv = (
-                listed.metadata.resource_version
-                if hasattr(listed, "metadata")
-                else listed["metadata"]["resourceVersion"]
-            )
+            rv = lister()["metadata"]["resourceVersion"]
             thread = threading.Thread(target=self._watch, args=(kind, lister, rv), daemon=True)
             thread.start()
             self._threads.append(thread)

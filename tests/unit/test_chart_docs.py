@@ -3,26 +3,16 @@ relative link in the README and docs/ leads to a file that exists."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
+
+from . import hack_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _gen_reference():
-    spec = importlib.util.spec_from_file_location(
-        "gen_reference", ROOT / "hack" / "gen_reference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_reference"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_reference_is_current() -> None:
-    gen = _gen_reference()
+    gen = hack_scripts.load("gen_reference")
     assert gen.OUT.read_text() == gen.render(), "stale: run `make crd`"
     assert gen.main(["--check"]) == 0
 

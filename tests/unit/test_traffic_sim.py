@@ -4,27 +4,19 @@ and mirror), plus its latency profile and its exported series."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from . import hack_scripts
+
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "unit" / "golden" / "traffic"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("traffic_sim", ROOT / "hack" / "traffic_sim.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["traffic_sim"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sim = _load()
+sim = hack_scripts.load("traffic_sim")
 
 CASES = sorted(
     p for p in GOLDEN.glob("*/*.yaml") if p.parent.name != "none" and p.stem != "preview"

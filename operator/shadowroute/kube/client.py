@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, PLURAL, VERSION
 from ..observability.metrics import API_WRITES
+from ..traffic import ROUTE_RESOURCES
 from .dispatch import Dispatcher
 
 FIELD_MANAGER = "shadowroute-operator"
@@ -324,9 +325,8 @@ class Gone(Exception):
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
-    "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/{name}",
-    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{name}",
-    "VirtualService": "/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/{name}",
+    # The route kinds, as their providers declare them.
+    **{kind: declared.path for kind, declared in ROUTE_RESOURCES.items()},
 }
 
 

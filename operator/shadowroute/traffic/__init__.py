@@ -1,21 +1,31 @@
 """Traffic providers: the route objects that carry the intended weight, mirror,
 preview and stickiness to the data plane users run.
 
-One module per provider, one small interface: a provider module has ``KINDS`` (the
-route kinds it writes) and ``render(owner, spec, intent) -> list[dict]`` (the desired
-route objects for that intent; pure, nothing else). ``intent`` turns the spec and the
-decided status into the provider-neutral ``Intent``; the reconciler applies what
-``render_routes`` returns, routes first, and deletes ``stale_routes``.
+One module per provider, one small interface (``Provider``): a provider module
+declares ``PROVIDER`` (its ``TrafficProvider``) and ``KINDS`` (the ``RouteKind``s it
+writes, see contract.py), and has ``render(owner, spec, intent) -> list[dict]`` (the
+desired route objects for that intent; pure, nothing else). Every module of this
+package that declares ``PROVIDER`` is a provider: the tables below, the API paths,
+the watches, the CRD hints and the chart's RBAC for routes are derived from them.
+``intent`` turns the spec and the decided status into the provider-neutral
+``Intent``; the reconciler applies what ``render_routes`` returns, routes first (a
+``LiveEdit`` over the live object it edits), and deletes ``stale_routes``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import importlib
+import pkgutil
+from types import ModuleType
+from typing import Any, Protocol, cast
+
+from kubernetes.client.exceptions import ApiException
 
 from ..api.models import ShadowRouteSpec, ShadowRouteStatus, TrafficProvider
 from ..render.workloads import MANAGED_BY, MANAGER, Owner
-from . import gatewayapi, istio, nginx, none
-from .failures import RouteError, kind_missing, route_failure
+from . import failures
+from .contract import LiveEdit, RouteKind
+from .failures import RouteError, kind_missing
 from .gatewayapi import RuleEdit
 from .intent import Intent, intent
 from .none import note_approximation
@@ -24,9 +34,12 @@ __all__ = [
     "ALL_ROUTE_KINDS",
     "PROVIDERS",
     "ROUTE_KINDS",
+    "ROUTE_RESOURCES",
     "Intent",
+    "LiveEdit",
     "Provider",
     "RouteError",
+    "RouteKind",
     "RuleEdit",
     "intent",
     "is_route",
@@ -39,24 +52,44 @@ __all__ = [
 
 
 class Provider(Protocol):
-    """What a provider module offers: the kinds it writes and a pure renderer."""
+    """What a provider module offers: who it is, the kinds it writes and a pure
+    renderer."""
 
-    KINDS: tuple[str, ...]
+    PROVIDER: TrafficProvider
+    KINDS: tuple[RouteKind, ...]
 
     def render(self, owner: Owner, spec: ShadowRouteSpec, it: Intent) -> list[dict[str, Any]]:
         """The desired route objects for this intent."""
         ...
 
 
-PROVIDERS: dict[TrafficProvider, Provider] = {
-    TrafficProvider.NONE: none,
-    TrafficProvider.GATEWAY_API: gatewayapi,
-    TrafficProvider.NGINX: nginx,
-    TrafficProvider.ISTIO: istio,
+def _discover() -> dict[TrafficProvider, Provider]:
+    """The modules of this package that declare PROVIDER, in the enum's order; each
+    provider exactly once."""
+    found: dict[TrafficProvider, ModuleType] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        provider = getattr(module, "PROVIDER", None)
+        if provider is None:
+            continue
+        if provider in found:
+            raise ImportError(f"provider {provider} declared by {found[provider]} and {module}")
+        found[provider] = module
+    missing = [p.value for p in TrafficProvider if p not in found]
+    if missing:
+        raise ImportError(f"no module of {__name__} declares PROVIDER for {missing}")
+    return {p: cast(Provider, found[p]) for p in TrafficProvider}
+
+
+PROVIDERS: dict[TrafficProvider, Provider] = _discover()
+ROUTE_RESOURCES: dict[str, RouteKind] = {
+    k.kind: k for provider in PROVIDERS.values() for k in provider.KINDS
 }
-ROUTE_KINDS: dict[TrafficProvider, tuple[str, ...]] = {p: m.KINDS for p, m in PROVIDERS.items()}
-ALL_ROUTE_KINDS = tuple(k for kinds in ROUTE_KINDS.values() for k in kinds)
-API_VERSIONS = {m.KIND: m.API_VERSION for m in (gatewayapi, nginx, istio)}
+"""Every route kind any provider writes, by kind."""
+ROUTE_KINDS: dict[TrafficProvider, tuple[str, ...]] = {
+    p: tuple(k.kind for k in m.KINDS) for p, m in PROVIDERS.items()
+}
+ALL_ROUTE_KINDS = tuple(ROUTE_RESOURCES)
 
 
 def render_routes(
@@ -97,5 +130,11 @@ def stale_routes(
             )
             if ours and (kind, meta.get("name")) not in wanted:
                 # Items of a list carry no kind: say what they are.
-                stale.append({**obj, "apiVersion": API_VERSIONS[kind], "kind": kind})
+                stale.append({**obj, "apiVersion": ROUTE_RESOURCES[kind].api_version, "kind": kind})
     return stale
+
+
+def route_failure(obj: dict[str, Any], exc: ApiException) -> tuple[str, str]:
+    """The condition reason and message for an API error on a route object."""
+    declared = ROUTE_RESOURCES.get(obj["kind"])
+    return failures.route_failure(obj, exc, declared.crd_hint if declared else None)

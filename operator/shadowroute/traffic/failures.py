@@ -11,12 +11,6 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-CRD_HINTS = {
-    "HTTPRoute": "the Gateway API CRDs, standard channel v1.3 or later",
-    "VirtualService": "Istio's CRDs (networking.istio.io/v1, Istio 1.22 or later)",
-    "Ingress": "networking.k8s.io/v1, built into Kubernetes 1.19 and later",
-}
-
 
 class RouteError(Exception):
     """A route the operator cannot change as asked, found before any API error (your
@@ -42,8 +36,12 @@ def kind_missing(exc: ApiException) -> bool:
     return exc.status == 404 and not (_status(exc).get("details") or {}).get("name")
 
 
-def route_failure(obj: dict[str, Any], exc: ApiException) -> tuple[str, str]:
-    """The condition reason and message for an API error on a route object."""
+def route_failure(
+    obj: dict[str, Any], exc: ApiException, crd_hint: str | None = None
+) -> tuple[str, str]:
+    """The condition reason and message for an API error on a route object;
+    `crd_hint` says what to install when its kind is not served (the provider's
+    declaration, see traffic.route_failure)."""
     kind, name = obj["kind"], obj["metadata"]["name"]
     status = _status(exc)
     said = status.get("message") or (exc.body or "").strip() or str(exc.reason)
@@ -51,7 +49,7 @@ def route_failure(obj: dict[str, Any], exc: ApiException) -> tuple[str, str]:
         return (
             "RouteKindMissing",
             f"{kind} ({obj['apiVersion']}) is not served by the API server: install "
-            f"{CRD_HINTS.get(kind, 'its CRD')}; the API server said: {said}",
+            f"{crd_hint or 'its CRD'}; the API server said: {said}",
         )
     if exc.status == 409:
         return (

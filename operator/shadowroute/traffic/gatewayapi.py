@@ -24,15 +24,29 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..api.models import GatewayAPITraffic, HTTPRouteReference, ShadowRouteSpec
+from ..api.models import (
+    GatewayAPITraffic,
+    HTTPRouteReference,
+    ShadowRouteSpec,
+    TrafficProvider,
+)
 from ..render.diff import contains
 from ..render.workloads import Owner, _metadata, child_labels
+from .contract import LiveEdit, RouteKind
 from .failures import RouteError
 from .intent import Intent, cookie_regex, set_cookie
 
-API_VERSION = "gateway.networking.k8s.io/v1"
-KIND = "HTTPRoute"
-KINDS = (KIND,)
+PROVIDER = TrafficProvider.GATEWAY_API
+ROUTE = RouteKind(
+    "HTTPRoute",
+    "gateway.networking.k8s.io",
+    "v1",
+    "httproutes",
+    crd_hint="the Gateway API CRDs, standard channel v1.3 or later",
+    live_edit=True,  # gatewayAPI.httpRoute: one rule of your own HTTPRoute
+)
+KINDS = (ROUTE,)
+API_VERSION, KIND = ROUTE.api_version, ROUTE.kind
 
 
 def render(owner: Owner, spec: ShadowRouteSpec, it: Intent) -> list[dict[str, Any]]:
@@ -150,11 +164,9 @@ def _hand_out_token(it: Intent) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- your route
 
 
-class RuleEdit(dict):
-    """Not an object to apply as it is: the part of your HTTPRoute the operator
-    manages, namely the weights of the named rule's two backendRefs and the operator's
-    mirror filter in that rule. Reads like the fragment it stands for; `apply_to` turns
-    it into the body to apply over the live route."""
+class RuleEdit(LiveEdit):
+    """The part of your HTTPRoute the operator manages, namely the weights of the
+    named rule's two backendRefs and the operator's mirror filter in that rule."""
 
     mirror_targets: frozenset[str] = frozenset()
     """Services whose RequestMirror filters in the rule are the operator's to remove."""

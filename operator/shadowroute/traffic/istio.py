@@ -21,13 +21,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.models import IstioTraffic, ShadowRouteSpec
+from ..api.models import IstioTraffic, ShadowRouteSpec, TrafficProvider
 from ..render.workloads import Owner, _metadata, child_labels
+from .contract import RouteKind
 from .intent import Intent, cookie_regex, set_cookie
 
-API_VERSION = "networking.istio.io/v1"
-KIND = "VirtualService"
-KINDS = (KIND,)
+PROVIDER = TrafficProvider.ISTIO
+ROUTE = RouteKind(
+    "VirtualService",
+    "networking.istio.io",
+    "v1",
+    "virtualservices",
+    crd_hint="Istio's CRDs (networking.istio.io/v1, Istio 1.22 or later)",
+)
+KINDS = (ROUTE,)
+API_VERSION, KIND = ROUTE.api_version, ROUTE.kind
 
 
 def render(owner: Owner, spec: ShadowRouteSpec, it: Intent) -> list[dict[str, Any]]:

@@ -28,13 +28,21 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.duration import parse_duration
-from ..api.models import NginxTraffic, ShadowRouteSpec
+from ..api.models import NginxTraffic, ShadowRouteSpec, TrafficProvider
 from ..render.workloads import Owner, _metadata, child_labels
+from .contract import RouteKind
 from .intent import Intent
 
-API_VERSION = "networking.k8s.io/v1"
-KIND = "Ingress"
-KINDS = (KIND,)
+PROVIDER = TrafficProvider.NGINX
+ROUTE = RouteKind(
+    "Ingress",
+    "networking.k8s.io",
+    "v1",
+    "ingresses",
+    crd_hint="networking.k8s.io/v1, built into Kubernetes 1.19 and later",
+)
+KINDS = (ROUTE,)
+API_VERSION, KIND = ROUTE.api_version, ROUTE.kind
 PREFIX = "nginx.ingress.kubernetes.io/"
 
 

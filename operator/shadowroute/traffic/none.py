@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.models import ShadowRouteSpec, ShadowRouteStatus
+from ..api.models import ShadowRouteSpec, ShadowRouteStatus, TrafficProvider
 from ..render.workloads import CANARY, PRIMARY, Owner, replicas_for
+from .contract import RouteKind
 from .intent import Intent
 
-KINDS: tuple[str, ...] = ()
+PROVIDER = TrafficProvider.NONE
+KINDS: tuple[RouteKind, ...] = ()
 NOTE = "; provider none: "
 """Separates the approximation note from the state machine's message."""
 
