@@ -322,18 +322,29 @@ async def _look_up(
         if not isinstance(o, traffic.LiveEdit) and o["metadata"]["name"] not in live[o["kind"]]
     ]
 
-    async def found(o: dict[str, Any]) -> dict[str, Any] | None:
+    async def found(o: dict[str, Any]) -> dict[str, Any] | str | None:
+        """The object of that name, None when there is none, or why it cannot be read."""
         key = (o["kind"], o["metadata"]["name"])
         if key in labelled:
             return labelled[key]
         try:
             return await kube.get(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
-        except ApiException:
-            return None  # a kind not served: the apply reports it
+        except ApiException as exc:
+            if exc.status == 404:
+                return None  # a kind not served: the apply reports it
+            reason, message = api_error_reason(exc)
+            return f"{reason}: {message}"
 
     conflicts = []
     for o, there in zip(unknown, await asyncio.gather(*map(found, unknown)), strict=True):
         if there is None:
+            continue
+        if isinstance(there, str):
+            # Not knowing whose it is, write nothing: it may be someone else's.
+            conflicts.append(
+                ("ApplyFailed", f"cannot read {o['kind']} {o['metadata']['name']} to see whose "
+                 f"it is before creating it (the operator needs get on it): {there}")
+            )  # fmt: skip
             continue
         if controlled_by(there, uid):
             live[o["kind"]][o["metadata"]["name"]] = there

@@ -179,7 +179,7 @@ def test_a_missing_route_kind_is_degraded_with_the_servers_answer(
     )
     (event,) = events(kubectl, own_namespace, "RouteKindMissing")
     assert event["type"] == "Warning" and event["note"] == condition["message"]
-    assert first == 2, "the status and the Event"
+    assert first == 3, "the status (before acting), the Event, the status that says why"
     assert second == 0, "the same failure again writes nothing"
     # Nothing else was written: a rollback must never scale down before routing moved.
     deployments = json.loads(

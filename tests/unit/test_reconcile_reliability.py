@@ -373,3 +373,14 @@ async def test_an_analysis_hold_of_a_whole_interval_is_a_warning_event(
         await reconcile(kube, NS, NAME, now + dt.timedelta(seconds=seconds), notifier=Notifier())
     warned = [r for _, r in kube.events if r == "PrometheusUnavailable"]
     assert warned == ["PrometheusUnavailable"], "once, after a whole interval of holding"
+
+
+async def test_a_name_it_may_not_read_is_not_written_either() -> None:
+    """Without `get` it cannot tell whose an object is: it writes nothing and says why."""
+    kube = CrashingKube(canary_spec())
+    forbidden = {"reason": "Forbidden", "message": 'services "shop" is forbidden'}
+    kube.fail["get:Service"] = [api_error(403, forbidden) for _ in range(4)]
+    await reconcile(kube, NS, NAME, T0, notifier=Notifier())
+    assert kube.writes("apply") == []
+    degraded = kube.status().condition("Degraded")
+    assert degraded.reason == "ApplyFailed" and f"cannot read Service {NAME}" in degraded.message

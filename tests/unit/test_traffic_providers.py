@@ -22,7 +22,8 @@ from .traffic_cases import OWNER, TRAFFIC, stage_statuses
 ROOT = Path(__file__).resolve().parents[2]
 
 AS_BEFORE = {
-    # kind: (apiVersion, plural, verbs, path), as they were written out by hand
+    # kind: (apiVersion, plural, verbs, path), as they were written out by hand (and
+    # `get` on every kind since the ownership look-up before a first apply)
     "HTTPRoute": (
         "gateway.networking.k8s.io/v1",
         "httproutes",
@@ -32,13 +33,13 @@ AS_BEFORE = {
     "Ingress": (
         "networking.k8s.io/v1",
         "ingresses",
-        ("list", "watch", "create", "patch", "delete"),
+        ("get", "list", "watch", "create", "patch", "delete"),
         "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{name}",
     ),
     "VirtualService": (
         "networking.istio.io/v1",
         "virtualservices",
-        ("list", "watch", "create", "patch", "delete"),
+        ("get", "list", "watch", "create", "patch", "delete"),
         "/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/{name}",
     ),
 }

@@ -60,15 +60,16 @@ has the table with the reason for each line). A verb not listed here is never us
 - apiGroups: ["shadowroute.io"]
   resources: ["shadowroutes/finalizers"]
   verbs: ["update"]
-# Children: listed by label and watched; written by server-side apply, which needs
-# create (the first apply makes the object) and patch. Never deleted: owner
-# references let the garbage collector do that.
+# Children: listed by label and watched; read by name before the first apply (an
+# object of that name that is not the operator's is never taken over); written by
+# server-side apply, which needs create (the first apply makes the object) and patch.
+# Never deleted: owner references let the garbage collector do that.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Routes of the traffic providers: listed by label (every provider's kind, each
 # reconcile, to find routes left behind) and watched (a hand edit is put back at
 # once), applied, and deleted when a ShadowRoute switches provider (the old
@@ -80,10 +81,10 @@ has the table with the reason for each line). A verb not listed here is never us
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # END route kinds
 # Events on the ShadowRoutes (events.k8s.io/v1, created and never updated).
 - apiGroups: ["events.k8s.io"]

@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-ROUTE_VERBS = ("list", "watch", "create", "patch", "delete")
-"""What the operator does with every route kind: lists it by label (each reconcile,
-to find routes left behind), watches it (a hand edit is put back at once), applies it
-(server-side apply: create, then patch), deletes it when a ShadowRoute switches
-provider."""
+ROUTE_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+"""What the operator does with every route kind: reads one by name before it creates
+it (an object of that name that is not its own is never taken over) and to edit a
+rule of a route you own, lists it by label (each reconcile, to find routes left
+behind), watches it (a hand edit is put back at once), applies it (server-side apply:
+create, then patch), deletes it when a ShadowRoute switches provider."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class RouteKind:
     """What to install when the API server does not serve the kind (RouteKindMissing)."""
     live_edit: bool = False
     """The provider may edit part of a live object the user owns (a ``LiveEdit``),
-    which it reads first: the operator then needs ``get`` on the kind too."""
+    which it reads first."""
 
     @property
     def api_version(self) -> str:
@@ -43,7 +44,7 @@ class RouteKind:
     @property
     def verbs(self) -> tuple[str, ...]:
         """The RBAC verbs the operator needs on this kind."""
-        return (("get",) if self.live_edit else ()) + ROUTE_VERBS
+        return ROUTE_VERBS
 
     @property
     def path(self) -> str:
