@@ -28,7 +28,8 @@ from .api.models import (
     ShadowRouteStatus,
     parse_timestamp,
 )
-from .kube.client import Gone, Kube, api_error_reason
+from .kube.client import Gone, Kube
+from .kube.errors import api_reason
 from .render import diff
 from .render.workloads import Owner
 from .rollout import conditions
@@ -260,7 +261,7 @@ async def _apply(
     except traffic.RouteError as exc:
         return exc.reason, exc.message
     except ApiException as exc:
-        reason, message = api_error_reason(exc)
+        reason, message = api_reason(exc)
         if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
             return "Gone", message
         if exc.status == 422 and "Controller set to true" in message:
@@ -332,7 +333,7 @@ async def _look_up(
         except ApiException as exc:
             if exc.status == 404:
                 return None  # a kind not served: the apply reports it
-            reason, message = api_error_reason(exc)
+            reason, message = api_reason(exc)
             return f"{reason}: {message}"
 
     conflicts = []

@@ -118,7 +118,7 @@ class ConditionStatus(StrEnum):
 
 
 class ConditionType(StrEnum):
-    """The condition types every module reports under (see DESIGN.md)."""
+    """The condition types every module reports under (see docs/architecture.md)."""
 
     READY = "Ready"
     PROGRESSING = "Progressing"

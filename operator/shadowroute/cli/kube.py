@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import kubernetes
@@ -13,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..kube.client import collection_path, raw_request
+from ..kube.errors import api_reason
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
 FIELD_MANAGER = "kubectl-shadowroute"
@@ -26,17 +26,9 @@ class CliError(Exception):
         self.status = status  # the HTTP status, when the API server answered
 
 
-def _api_message(exc: ApiException) -> tuple[str, str]:
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        body = {}
-    return body.get("reason") or exc.reason or "Error", body.get("message") or str(exc.reason)
-
-
 def api_error(exc: ApiException, what: str, path: str = "") -> CliError:
     """A CliError with the API server's own words and a hint for the usual causes."""
-    reason, message = _api_message(exc)
+    reason, message = api_reason(exc, "Error")
     code, status = ERROR, exc.status
     if status == 403:
         text = f"{what}: forbidden: {message}"

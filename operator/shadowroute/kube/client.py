@@ -31,6 +31,7 @@ from ..api.models import GROUP, PLURAL, VERSION
 from ..observability.metrics import API_WRITES
 from ..traffic import ROUTE_RESOURCES
 from .dispatch import Dispatcher
+from .errors import names_an_object
 
 FIELD_MANAGER = "shadowroute-operator"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -209,7 +210,7 @@ class Kube:
         try:
             return await self._run(self._call, "GET", path)
         except ApiException as exc:
-            if exc.status == 404 and _names_an_object(exc):
+            if exc.status == 404 and names_an_object(exc):
                 return None
             raise
 
@@ -227,7 +228,7 @@ class Kube:
         try:
             await self._run(self._call, "DELETE", resource_path(obj), body=body)
         except ApiException as exc:
-            if exc.status == 404 and _names_an_object(exc):
+            if exc.status == 404 and names_an_object(exc):
                 return
             raise
         writes.add(f"{obj['kind']}/delete")
@@ -257,7 +258,7 @@ class Kube:
                 content_type=APPLY_PATCH,
             )
         except ApiException as exc:
-            if (exc.status == 404 and _names_an_object(exc)) or (uid and exc.status == 409):
+            if (exc.status == 404 and names_an_object(exc)) or (uid and exc.status == 409):
                 raise Gone(f"ShadowRoute {namespace}/{name} is gone") from exc
             raise
         writes.add("ShadowRoute/status")
@@ -337,21 +338,3 @@ def resource_path(obj: dict[str, Any]) -> str:
 
 def collection_path(kind: str, namespace: str) -> str:
     return _PATHS[kind].format(ns=namespace, name="").rstrip("/")
-
-
-def _names_an_object(exc: ApiException) -> bool:
-    """A 404 about an object (a Status naming it), not about its kind."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        return False
-    return isinstance(body, dict) and bool((body.get("details") or {}).get("name"))
-
-
-def api_error_reason(exc: ApiException) -> tuple[str, str]:
-    """A CamelCase reason and a one-line message from an API error, for conditions."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        body = {}
-    return body.get("reason") or exc.reason or "ApiError", body.get("message") or str(exc.reason)

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from .errors import api_reason
+
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 
@@ -253,7 +255,4 @@ def client_api(api_client: Any) -> LeaseApi:
 
 
 def _why(exc: ApiException) -> str:
-    try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
-    except ValueError:
-        return str(exc.reason)
+    return api_reason(exc)[1]

@@ -6,10 +6,11 @@ the message always carries the API server's own words.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+
+from ..kube.errors import api_status
 
 
 class RouteError(Exception):
@@ -22,18 +23,10 @@ class RouteError(Exception):
         self.message = message
 
 
-def _status(exc: ApiException) -> dict[str, Any]:
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def kind_missing(exc: ApiException) -> bool:
     """A 404 for the resource type itself (no CRD): the API server answers with a
     plain "404 page not found" rather than a Status naming an object."""
-    return exc.status == 404 and not (_status(exc).get("details") or {}).get("name")
+    return exc.status == 404 and not (api_status(exc).get("details") or {}).get("name")
 
 
 def route_failure(
@@ -43,7 +36,7 @@ def route_failure(
     `crd_hint` says what to install when its kind is not served (the provider's
     declaration, see traffic.route_failure)."""
     kind, name = obj["kind"], obj["metadata"]["name"]
-    status = _status(exc)
+    status = api_status(exc)
     said = status.get("message") or (exc.body or "").strip() or str(exc.reason)
     if kind_missing(exc):
         return (

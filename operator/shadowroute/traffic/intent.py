@@ -63,7 +63,7 @@ def intent(
     mirror_target: str | None = None,
 ) -> Intent:
     """The intent for a decided status. `mirror_target` is the Service mirrored
-    requests go to; by default the shadow's, later a comparator's (see DESIGN.md)."""
+    requests go to; by default the shadow's, later a comparator's (see docs/architecture.md)."""
     weight = min(100, max(0, status.canary_weight))
     in_rollout = status.stage in (PROGRESSING, PROMOTING) and bool(status.canary_revision)
     # The canary serves once its first stage was ready (or a weight reached it); a
