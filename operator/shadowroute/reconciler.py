@@ -30,6 +30,7 @@ from .api.models import (
 )
 from .kube.client import Gone, Kube
 from .kube.errors import api_reason
+from .reasons import WRITE_FAILURES, Reason
 from .render import diff
 from .render.workloads import Owner
 from .rollout import conditions
@@ -265,13 +266,13 @@ async def _apply(
         if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
             return "Gone", message
         if exc.status == 422 and "Controller set to true" in message:
-            return "NameConflict", (
+            return Reason.NAME_CONFLICT, (
                 f"{current['kind']} {current['metadata']['name']} is controlled by another "
                 f"object: {message}"
             )
         if traffic.is_route(current):
             return traffic.route_failure(current, exc)
-        return "ApplyFailed", f"{reason}: {message}"
+        return Reason.APPLY_FAILED, f"{reason}: {message}"
     return None
 
 
@@ -336,31 +337,28 @@ async def _look_up(
             reason, message = api_reason(exc)
             return f"{reason}: {message}"
 
-    conflicts = []
+    conflicts: list[tuple[str, str]] = []
     for o, there in zip(unknown, await asyncio.gather(*map(found, unknown)), strict=True):
+        what = f"{o['kind']} {o['metadata']['name']}"
         if there is None:
             continue
         if isinstance(there, str):
             # Not knowing whose it is, write nothing: it may be someone else's.
-            conflicts.append(
-                ("ApplyFailed", f"cannot read {o['kind']} {o['metadata']['name']} to see whose "
-                 f"it is before creating it (the operator needs get on it): {there}")
-            )  # fmt: skip
-            continue
-        if controlled_by(there, uid):
+            why = f"cannot read {what} to see whose it is before creating it (needs get): {there}"
+            conflicts.append((Reason.APPLY_FAILED, why))
+        elif controlled_by(there, uid):
             live[o["kind"]][o["metadata"]["name"]] = there
-            continue
-        what = f"{o['kind']} {o['metadata']['name']}"
-        if traffic.is_route(o):
-            conflicts.append(
-                ("RouteConflict", f"{what} is not the operator's to write as it is: it exists "
-                 f"and is {_whose(there)}")
-            )  # fmt: skip
+        elif traffic.is_route(o):
+            why = (
+                f"{what} is not the operator's to write as it is: it exists and is {_whose(there)}"
+            )
+            conflicts.append((Reason.ROUTE_CONFLICT, why))
         else:
-            conflicts.append(
-                ("NameConflict", f"{what} exists and is {_whose(there)}; the operator never "
-                 "writes, adopts or deletes it: rename one of them or remove it")
-            )  # fmt: skip
+            why = (
+                f"{what} exists and is {_whose(there)}; the operator never writes, adopts or "
+                "deletes it: rename one of them or remove it"
+            )
+            conflicts.append((Reason.NAME_CONFLICT, why))
     return conflicts
 
 
@@ -400,17 +398,9 @@ def _earliest(*delays: float | None) -> float | None:
     return min(known) if known else None
 
 
-# Degraded reasons the shell reports (writing children failed), not the state machine.
-SHELL_REASONS = frozenset({"ApplyFailed", "NameConflict"})
-
-
 def _shell_failure(s: ShadowRouteStatus) -> bool:
     c = s.condition("Degraded")
-    return (
-        c is not None
-        and c.status == "True"
-        and (c.reason in SHELL_REASONS or c.reason.startswith("Route"))
-    )
+    return c is not None and c.status == "True" and c.reason in WRITE_FAILURES
 
 
 def _keep_reported_failure(intent: ShadowRouteStatus, old: ShadowRouteStatus) -> None:
@@ -477,9 +467,9 @@ async def _refuse(
     new = status.model_copy(deep=True)
     new.observed_generation = int(w.body["metadata"].get("generation") or 0)
     previous = status.condition("Degraded")
-    if previous is None or (previous.reason, previous.message) != ("InvalidSpec", message):
-        _enqueue(new, w.body["metadata"]["uid"], now, [("Warning", "InvalidSpec", message)])
-    conditions.set_condition(new, "Degraded", "True", "InvalidSpec", message, now)
+    if previous is None or (previous.reason, previous.message) != (Reason.INVALID_SPEC, message):
+        _enqueue(new, w.body["metadata"]["uid"], now, [("Warning", Reason.INVALID_SPEC, message)])
+    conditions.set_condition(new, "Degraded", "True", Reason.INVALID_SPEC, message, now)
     written, retry = await w.deliver(None, new)
     await w.status(status, written)
     return Outcome(5.0 if retry else None, w.count)

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..api.models import MetricCheck, NoDataPolicy, Verdict
+from ..reasons import Reason
 
 MAX_MESSAGE = 2000
-PASSED = "AnalysisPassed"
-FAILED = "AnalysisFailed"
-NO_DATA = "NoData"
-INVALID_QUERY = "InvalidQuery"
-PARTIAL_WINDOW = "PartialWindow"
+PASSED = Reason.ANALYSIS_PASSED
+FAILED = Reason.ANALYSIS_FAILED
+NO_DATA = Reason.NO_DATA
+INVALID_QUERY = Reason.INVALID_QUERY
+PARTIAL_WINDOW = Reason.PARTIAL_WINDOW
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ..kube.errors import api_status
+from ..reasons import Reason
 
 
 class RouteError(Exception):
@@ -40,21 +41,21 @@ def route_failure(
     said = status.get("message") or (exc.body or "").strip() or str(exc.reason)
     if kind_missing(exc):
         return (
-            "RouteKindMissing",
+            Reason.ROUTE_KIND_MISSING,
             f"{kind} ({obj['apiVersion']}) is not served by the API server: install "
             f"{crd_hint or 'its CRD'}; the API server said: {said}",
         )
     if exc.status == 409:
         return (
-            "RouteConflict",
+            Reason.ROUTE_CONFLICT,
             f"{kind} {name} is not the operator's to write as it is: {said}",
         )
     if exc.status == 422:
-        return "RouteInvalid", f"{kind} {name} was refused by the API server: {said}"
+        return Reason.ROUTE_INVALID, f"{kind} {name} was refused by the API server: {said}"
     if exc.status == 403:
         return (
-            "RouteForbidden",
+            Reason.ROUTE_FORBIDDEN,
             f"the operator may not write {kind} {name} (see its RBAC): {said}",
         )
     reason = status.get("reason") or "ApiError"
-    return "RouteApplyFailed", f"{kind} {name}: {reason}: {said}"
+    return Reason.ROUTE_APPLY_FAILED, f"{kind} {name}: {reason}: {said}"

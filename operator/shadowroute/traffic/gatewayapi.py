@@ -30,6 +30,7 @@ from ..api.models import (
     ShadowRouteSpec,
     TrafficProvider,
 )
+from ..reasons import Reason
 from ..render.diff import contains
 from ..render.workloads import Owner, _metadata, child_labels
 from .contract import LiveEdit, RouteKind
@@ -202,14 +203,16 @@ class RuleEdit(LiveEdit):
         name, namespace = self["metadata"]["name"], self["metadata"]["namespace"]
         where = f"HTTPRoute {name} (spec.traffic.gatewayAPI.httpRoute)"
         if live is None:
-            raise RouteError("RouteNotFound", f"{where} does not exist in namespace {namespace}")
+            raise RouteError(
+                Reason.ROUTE_NOT_FOUND, f"{where} does not exist in namespace {namespace}"
+            )
         rules = copy.deepcopy((live.get("spec") or {}).get("rules") or [])
         want = self["spec"]["rules"][0]
         named = [rule for rule in rules if rule.get("name") == want["name"]]
         if not named:
             names = ", ".join(r["name"] for r in rules if r.get("name")) or "no named rules"
             raise RouteError(
-                "RouteInvalid", f"{where} has no rule named {want['name']}; it has {names}"
+                Reason.ROUTE_INVALID, f"{where} has no rule named {want['name']}; it has {names}"
             )
         rule = named[0]
         weights = {ref["name"]: ref["weight"] for ref in want["backendRefs"]}
@@ -217,7 +220,7 @@ class RuleEdit(LiveEdit):
         if sorted(_service_names(refs)) != sorted(weights):
             have = ", ".join(ref.get("name", "?") for ref in refs) or "none"
             raise RouteError(
-                "RouteInvalid",
+                Reason.ROUTE_INVALID,
                 f"rule {want['name']} of {where} must have exactly the backendRefs "
                 f"{' and '.join(weights)} (Services in its namespace, any weight): the "
                 f"operator sets only their weights; it has {have}",
