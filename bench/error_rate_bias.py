@@ -95,6 +95,8 @@ class Run:
     """The error rate read by the run that decided (rolled back, or the first pass)."""
     held: list[float] = field(default_factory=list)
     """Values read by runs held as PartialWindow."""
+    passes: list[float] = field(default_factory=list)
+    """Values read by passing runs (there must be none)."""
     runs: int = 0
 
 
@@ -116,6 +118,7 @@ def judge(name: str, seen: list[dict[str, Any]]) -> Run:
     run.runs = len(runs)
     passes = [a for a in runs.values() if a.get("verdict") == "Pass"]
     run.passed = bool(passes)
+    run.passes = [v for v in map(value, passes) if v is not None]
     partial = [value(a) for a in runs.values() if a.get("reason") == "PartialWindow"]
     run.held = [v for v in partial if v is not None]
     promoted = any(s.get("phase") in ("Promoting", "Succeeded") for s in seen) or any(
@@ -217,13 +220,13 @@ def main() -> int:
             for r in batch(custom, log, ns, names, prometheus, deadline):
                 results.append(r)
                 shown = f"{r.decided_at:.4f}" if r.decided_at is not None else "-"
-                held = ", ".join(f"{v:.4f}" for v in r.held)
-                print(
-                    f"  {r.name}: {r.outcome}{' (PASSED a run)' if r.passed else ''}, "
-                    f"decided on {shown} after {r.runs} runs"
-                    + (f"; held as PartialWindow at {held}" if r.held else ""),
-                    flush=True,
-                )
+                line = f"  {r.name}: {r.outcome}"
+                if r.passed:
+                    line += f" (PASSED a run at {', '.join(f'{v:.4f}' for v in r.passes)})"
+                line += f", decided on {shown} after {r.runs} runs"
+                if r.held:
+                    line += f"; held as PartialWindow at {', '.join(f'{v:.4f}' for v in r.held)}"
+                print(line, flush=True)
             i += len(names)
     finally:
         log.stop()
@@ -247,6 +250,10 @@ def main() -> int:
         f"({time.monotonic() - started_at:.0f}s)"
     )
     print(f"error rate read by the deciding run: {figures(decided)}")
+    if passed:
+        print(
+            f"error rate read by the passing runs: {figures([v for r in passed for v in r.passes])}"
+        )
     print(
         f"runs held as PartialWindow: {len(held)} ({sum(len(r.held) for r in results)} holds; "
         f"{len(under)} read at or under {LIMIT}: {figures(under)})"
