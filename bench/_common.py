@@ -25,6 +25,18 @@ def kubeconfig() -> tuple[str, bool]:
     return cluster.up()["kubeconfig"], True
 
 
+def prometheus_of_cluster() -> tuple[str, str]:
+    """The Prometheus to ask and the file_sd directory it scrapes targets from."""
+    url = os.environ.get("SHADOWROUTE_PROMETHEUS")
+    targets = os.environ.get("SHADOWROUTE_PROMETHEUS_TARGETS")
+    if url and targets:
+        return url, targets
+    import cluster
+
+    state = cluster.load_state() or {}
+    return state["prometheus"], state["prometheusTargets"]
+
+
 def stop_local_cluster() -> None:
     import cluster
 

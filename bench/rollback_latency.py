@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,20 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-from _common import ROOT, kubeconfig, start_operator, stop_local_cluster
+from _common import ROOT, kubeconfig, prometheus_of_cluster, start_operator, stop_local_cluster
 
 GROUP, VERSION, PLURAL = "shadowroute.io", "v1alpha1", "shadowroutes"
-
-
-def prometheus_of_cluster() -> tuple[str, str]:
-    url = os.environ.get("SHADOWROUTE_PROMETHEUS")
-    targets = os.environ.get("SHADOWROUTE_PROMETHEUS_TARGETS")
-    if url and targets:
-        return url, targets
-    import cluster
-
-    state = cluster.load_state() or {}
-    return state["prometheus"], state["prometheusTargets"]
 
 
 def body(name: str, image: str, error_rate: str, prometheus: str, interval: str) -> dict:

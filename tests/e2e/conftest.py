@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,6 +136,26 @@ def operator(cluster: Cluster, crds_installed: None, tmp_path_factory) -> Iterat
     op.start()
     yield op
     op.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster) -> str:
+    if not cluster.prometheus or not cluster.prometheus_targets:
+        pytest.skip("no Prometheus: set SHADOWROUTE_PROMETHEUS and SHADOWROUTE_PROMETHEUS_TARGETS")
+    return cluster.prometheus
+
+
+@pytest.fixture(scope="session")
+def simulator(cluster: Cluster, prometheus: str, tmp_path_factory) -> Iterator[Any]:
+    """hack/traffic_sim.py serving every namespace of this session, scraped by the
+    cluster's Prometheus: one per session, shared by every analysis test module."""
+    from .analysis_support import Simulator
+
+    assert cluster.prometheus_targets
+    log = tmp_path_factory.mktemp("simulator") / "traffic_sim.log"
+    sim = Simulator(cluster.kubeconfig, f"{SESSION_PREFIX}-*", cluster.prometheus_targets, log)
+    yield sim
+    sim.stop()
 
 
 def wait_for(check, timeout: float = 60, every: float = 0.5, what: str = "condition"):

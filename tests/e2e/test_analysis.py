@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from .analysis_support import OwnPrometheus, Receiver, Simulator, free_port
-from .conftest import SESSION_PREFIX, Cluster, KubectlFn, OperatorProcess, get_json, wait_for
+from .analysis_support import OwnPrometheus, Receiver, free_port
+from .conftest import Cluster, KubectlFn, OperatorProcess, get_json, wait_for
 from .test_rollout import Route, route, stable
 
 pytestmark = pytest.mark.e2e
@@ -24,21 +24,6 @@ STEPS = [{"weight": 20, "pause": {"duration": "2s"}}, {"weight": 50, "pause": {"
 ERRORS = {"name": "error-rate", "preset": "error-rate", "max": 0.05, "minRequests": 5}
 P95 = {"name": "p95", "preset": "latency-p95", "max": 0.5}
 GATEWAY = {"provider": "gatewayapi", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
-
-
-@pytest.fixture(scope="session")
-def prometheus(cluster: Cluster) -> str:
-    if not cluster.prometheus or not cluster.prometheus_targets:
-        pytest.skip("no Prometheus: set SHADOWROUTE_PROMETHEUS and SHADOWROUTE_PROMETHEUS_TARGETS")
-    return cluster.prometheus
-
-
-@pytest.fixture(scope="session")
-def simulator(cluster: Cluster, prometheus: str, tmp_path_factory) -> Iterator[Simulator]:
-    log = tmp_path_factory.mktemp("simulator") / "traffic_sim.log"
-    sim = Simulator(cluster.kubeconfig, f"{SESSION_PREFIX}-*", cluster.prometheus_targets, log)
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture
