@@ -376,5 +376,5 @@ async def close(grace: float = 5.0) -> None:
     try:
         await asyncio.wait_for(_notifier.drain(), grace)
     except TimeoutError:
-        log.warning("notifications still under way at shutdown were dropped")
+        log.warning("notifications still under way at shutdown are left to the next leader")
     await http.close()
