@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
@@ -23,6 +26,32 @@ def kubeconfig() -> tuple[str, bool]:
     if state and cluster.healthy(state):
         return state["kubeconfig"], False
     return cluster.up()["kubeconfig"], True
+
+
+@dataclass
+class Bench:
+    """A benchmark's cluster and its own namespace."""
+
+    config: str
+    """The kubeconfig."""
+    started: bool
+    """This process started the local cluster (and stops it at the end)."""
+    core: Any
+    custom: Any
+    namespace: str
+
+
+def open_bench(prefix: str) -> Bench:
+    """Load the cluster's config, make the API clients and a namespace of our own."""
+    import kubernetes
+
+    config, started = kubeconfig()
+    kubernetes.config.load_kube_config(config_file=config)
+    api = kubernetes.client.ApiClient()
+    core = kubernetes.client.CoreV1Api(api)
+    ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    return Bench(config, started, core, kubernetes.client.CustomObjectsApi(api), ns)
 
 
 def prometheus_of_cluster() -> tuple[str, str]:

@@ -12,10 +12,9 @@ import argparse
 import sys
 import threading
 import time
-import uuid
 
 import kubernetes
-from _common import OperatorProcess, kubeconfig, percentile, start_operator, stop_local_cluster
+from _common import OperatorProcess, open_bench, percentile, start_operator, stop_local_cluster
 
 
 def body(name: str, replicas: int) -> dict:
@@ -49,13 +48,14 @@ def main() -> int:
     parser.add_argument("--rest", type=float, default=60, help="seconds measured at rest")
     args = parser.parse_args()
 
-    config, started = kubeconfig()
-    kubernetes.config.load_kube_config(config_file=config)
-    api = kubernetes.client.ApiClient()
-    core = kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-    ns = f"bench-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
+    bench = open_bench("bench")
+    config, started, core, custom, ns = (
+        bench.config,
+        bench.started,
+        bench.core,
+        bench.custom,
+        bench.namespace,
+    )
     op = start_operator(config, "--namespace", ns)
     created: dict[str, float] = {}
     ready: dict[str, float] = {}

@@ -32,13 +32,11 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kubernetes
-from _common import ROOT, kubeconfig, prometheus_of_cluster, start_operator, stop_local_cluster
+from _common import ROOT, open_bench, prometheus_of_cluster, start_operator, stop_local_cluster
 from status_log import GROUP, PLURAL, VERSION, StatusLog
 
 LIMIT = 0.05
@@ -186,14 +184,15 @@ def main() -> int:
     started_at = time.monotonic()
     deadline = started_at + args.max_seconds
 
-    config, started = kubeconfig()
+    bench = open_bench("bench-bias")
+    config, started, core, custom, ns = (
+        bench.config,
+        bench.started,
+        bench.core,
+        bench.custom,
+        bench.namespace,
+    )
     prometheus, targets = prometheus_of_cluster()
-    kubernetes.config.load_kube_config(config_file=config)
-    api = kubernetes.client.ApiClient()
-    core = kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-    ns = f"bench-bias-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
     sim_log = Path(f"/tmp/{ns}-traffic-sim.log")
     sim = subprocess.Popen(
         [sys.executable, str(ROOT / "hack" / "traffic_sim.py"), "--kubeconfig", config,

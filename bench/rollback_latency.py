@@ -30,12 +30,11 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-from _common import ROOT, kubeconfig, prometheus_of_cluster, start_operator, stop_local_cluster
+from _common import ROOT, open_bench, prometheus_of_cluster, start_operator, stop_local_cluster
 
 GROUP, VERSION, PLURAL = "shadowroute.io", "v1alpha1", "shadowroutes"
 
@@ -168,14 +167,15 @@ def main() -> int:
     parser.add_argument("--interval", default="5s", help="spec.analysis.interval (default 5s)")
     args = parser.parse_args()
 
-    config, started = kubeconfig()
+    bench = open_bench("bench-rollback")
+    config, started, core, custom, ns = (
+        bench.config,
+        bench.started,
+        bench.core,
+        bench.custom,
+        bench.namespace,
+    )
     prometheus, targets = prometheus_of_cluster()
-    kubernetes.config.load_kube_config(config_file=config)
-    api = kubernetes.client.ApiClient()
-    core = kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-    ns = f"bench-rollback-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
     log = Path(f"/tmp/{ns}-traffic-sim.log")
     sim = subprocess.Popen(
         [

@@ -18,10 +18,8 @@ import signal
 import sys
 import time
 import urllib.request
-import uuid
 
-import kubernetes
-from _common import OperatorProcess, kubeconfig, percentile, stop_local_cluster
+from _common import OperatorProcess, open_bench, percentile, stop_local_cluster
 
 
 def route(name: str) -> dict:
@@ -78,13 +76,14 @@ def main() -> int:
     parser.add_argument("--leader-elect", action="store_true", help="time the hand-over too")
     args = parser.parse_args()
 
-    config, started = kubeconfig()
-    kubernetes.config.load_kube_config(config_file=config)
-    api = kubernetes.client.ApiClient()
-    core = kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-    ns = f"bench-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
+    bench = open_bench("bench")
+    config, started, core, custom, ns = (
+        bench.config,
+        bench.started,
+        bench.core,
+        bench.custom,
+        bench.namespace,
+    )
     flags = ["--namespace", ns]
     if args.leader_elect:
         flags += ["--leader-elect", "--leader-election-namespace", ns,
