@@ -29,8 +29,8 @@ from .api.models import (
     parse_timestamp,
 )
 from .kube.client import Gone, Kube, api_error_reason
+from .names import Owner
 from .render import diff
-from .render.workloads import Owner
 from .rollout import conditions
 from .rollout.observe import Observation
 from .wanted import Seen, wanted

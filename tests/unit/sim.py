@@ -19,15 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.render.workloads import (
-    CANARY,
-    PRIMARY,
-    REVISION_LABEL,
-    ROLE_LABEL,
-    ROLES,
-    SHADOW,
-    Owner,
-)
+from shadowroute.names import CANARY, PRIMARY, REVISION_LABEL, ROLE_LABEL, ROLES, SHADOW, Owner
 from shadowroute.rollout.from_live import GATE_PREFIX
 from shadowroute.rollout.machine import Decision, Event, desired_revision
 from shadowroute.rollout.observe import GATE_NAMES, AnalysisSignal, Gates, Observation

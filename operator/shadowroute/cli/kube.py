@@ -13,9 +13,9 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..kube.client import collection_path, raw_request
+from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
-FIELD_MANAGER = "kubectl-shadowroute"
 ROUTES = f"/apis/{GROUP}/{VERSION}"
 
 

@@ -33,7 +33,8 @@ from prometheus_client import (
 )
 
 from .. import __version__
-from ..api.models import Phase, ShadowRouteStatus, parse_timestamp
+from ..api.models import ShadowRouteStatus, parse_timestamp
+from ..names import Phase
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # the *_created series double the output and nobody graphs them

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..render.workloads import (
+from ..names import (
     CANARY,
     LIVE_LABEL,
     NAME_LABEL,

@@ -30,8 +30,8 @@ from ..api.models import (
     ShadowRouteSpec,
     TrafficProvider,
 )
+from ..names import Owner, child_labels, child_metadata
 from ..render.diff import contains
-from ..render.workloads import Owner, _metadata, child_labels
 from .contract import LiveEdit, RouteKind
 from .failures import RouteError
 from .intent import Intent, cookie_regex, set_cookie
@@ -106,7 +106,7 @@ def owned_route(owner: Owner, gw: GatewayAPITraffic, it: Intent) -> dict[str, An
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": _metadata(owner, owner.name, child_labels(owner.name, None)),
+        "metadata": child_metadata(owner, owner.name, child_labels(owner.name, None)),
         "spec": route_spec,
     }
 
