@@ -61,6 +61,13 @@ def stage_of(phase: str) -> Stage | None:
         return None
 
 
+# --------------------------------------------------------------------------- gates
+
+GATE_PREFIX = "shadowroute.io/"
+"""A gate is the annotation `shadowroute.io/<gate>: <token>` on the ShadowRoute."""
+GATE_NAMES = ("promote", "abort", "pause", "resume", "retry")
+
+
 # --------------------------------------------------------------------------- conditions
 
 

@@ -19,10 +19,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.names import CANARY, PRIMARY, REVISION_LABEL, ROLE_LABEL, ROLES, SHADOW, Owner
-from shadowroute.rollout.from_live import GATE_PREFIX
+from shadowroute.names import (
+    CANARY,
+    GATE_NAMES,
+    GATE_PREFIX,
+    PRIMARY,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    ROLES,
+    SHADOW,
+    Owner,
+)
 from shadowroute.rollout.machine import Decision, Event, desired_revision
-from shadowroute.rollout.observe import GATE_NAMES, AnalysisSignal, Gates, Observation
+from shadowroute.rollout.observe import AnalysisSignal, Gates, Observation
 from shadowroute.wanted import Seen, wanted
 
 T0 = datetime(2026, 11, 25, 5, 0, 0, tzinfo=UTC)

@@ -134,3 +134,19 @@ def test_stage_names_are_spelled_once(module: str, path: Path) -> None:
         return
     literals = _stage_literals(ast.parse(path.read_text(), str(path)))
     assert not literals, f"compare with shadowroute.names.Stage/PAUSED, not {literals}"
+
+
+VOCABULARY = {"Stage", "Phase", "ConditionType", "GATE_NAMES", "GATE_PREFIX", "ROLLOUT_STAGES"}
+
+
+@pytest.mark.parametrize(("module", "path"), ALL, ids=[m for m, _ in ALL])
+def test_the_vocabulary_is_defined_only_in_names(module: str, path: Path) -> None:
+    if module == "shadowroute.names":
+        return
+    defined = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    assert not defined & VOCABULARY, f"import these from shadowroute.names: {defined & VOCABULARY}"

@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..names import GATE_NAMES as GATES
+from ..names import GATE_PREFIX as PREFIX
 from ..names import PAUSED, Stage
 from ..stages import in_rollout, keeps_previous_warm
-
-GATES = ("promote", "abort", "pause", "resume", "retry")
-PREFIX = "shadowroute.io/"
 
 
 def token(now_ns: int | None = None) -> str:

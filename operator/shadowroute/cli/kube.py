@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..kube.client import collection_path, raw_request
 from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
+from ..names import MANAGED_BY, MANAGER, NAME_LABEL
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
 ROUTES = f"/apis/{GROUP}/{VERSION}"
@@ -169,7 +170,7 @@ class Cluster:
     # ------------------------------------------------------------------ around them
 
     def children(self, namespace: str, name: str, kinds: tuple[str, ...]) -> dict[str, list]:
-        selector = f"shadowroute.io/name={name},app.kubernetes.io/managed-by=shadowroute"
+        selector = f"{NAME_LABEL}={name},{MANAGED_BY}={MANAGER}"
         out: dict[str, list] = {}
         for kind in kinds:
             try:

@@ -25,11 +25,11 @@ from ..api.models import (
     format_timestamp,
     parse_timestamp,
 )
-from ..names import PAUSED, Phase, Stage
+from ..names import CANARY, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
 from ..revision import template_revision
-from ..stages import canary_replicas, canary_step, current_step, in_rollout, shadow_replicas
+from ..stages import canary_step, current_step, in_rollout, replicas_for
 from . import conditions
-from .observe import GATE_NAMES, AnalysisSignal, Health, Observation, Workload
+from .observe import AnalysisSignal, Health, Observation, Workload
 
 
 @dataclass(frozen=True)
@@ -420,7 +420,7 @@ def _shadowing(run: _Run) -> None:
         _enter(run, Stage.PROGRESSING, 0)
         run.event("ShadowRemoved", f"the shadow stage left the spec; {_stage_text(run)}")
         return
-    want = shadow_replicas(run.spec.replicas, shadow.mirror_percent)
+    want = replicas_for(SHADOW, run.spec, s)
     if not _ready(run.obs.shadow, run.desired, want):
         _hold_or_timeout(run, f"shadow of revision {run.desired}")
         return
@@ -452,7 +452,6 @@ def _progressing(run: _Run) -> None:
         i = s.current_step = current_step(run.spec, s)
         step = steps[i]
         what = f"canary step {i + 1}/{len(steps)} ({step.weight}%)"
-        want = canary_replicas(run.spec.replicas, step.weight)
         weight = step.weight
         pause = step.pause
         duration = pause.duration if pause is not None else None
@@ -460,11 +459,11 @@ def _progressing(run: _Run) -> None:
     else:
         bg = strategy.blue_green
         what = "blue/green preview"
-        want = run.spec.replicas
         weight = 0
         duration = bg.preview_duration if bg is not None else None
         waits_for_person = duration is None
 
+    want = replicas_for(CANARY, run.spec, s)
     if not _ready(run.obs.canary, run.desired, want):
         _hold_or_timeout(run, f"{what} of revision {run.desired}")
         return
