@@ -15,8 +15,8 @@ import kopf
 from . import analysis, traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.client import Kube, load_config
+from .names import MANAGED_BY, MANAGER, NAME_LABEL
 from .reconciler import reconcile
-from .render.workloads import MANAGED_BY, MANAGER, NAME_LABEL
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)

@@ -28,11 +28,11 @@ from .api.models import (
     ShadowRouteStatus,
     parse_timestamp,
 )
+from .api_errors import api_reason
 from .kube.client import Gone, Kube
-from .kube.errors import api_reason
+from .names import Owner
 from .reasons import WRITE_FAILURES, Reason
 from .render import diff
-from .render.workloads import Owner
 from .rollout import conditions
 from .rollout.observe import Observation
 from .wanted import Seen, wanted

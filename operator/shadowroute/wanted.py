@@ -13,7 +13,8 @@ from typing import Any
 
 from . import traffic
 from .api.models import ShadowRouteSpec, ShadowRouteStatus
-from .render.workloads import ROLE_LABEL, Owner, deployments, services
+from .names import ROLE_LABEL, Owner
+from .render.workloads import deployments, services
 from .rollout import from_live
 from .rollout.machine import Decision, decide, desired_revision, template_dict
 from .rollout.observe import AnalysisSignal, Observation

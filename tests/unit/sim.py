@@ -19,8 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.render.workloads import (
+from shadowroute.names import (
     CANARY,
+    GATE_NAMES,
+    GATE_PREFIX,
     PRIMARY,
     REVISION_LABEL,
     ROLE_LABEL,
@@ -28,9 +30,8 @@ from shadowroute.render.workloads import (
     SHADOW,
     Owner,
 )
-from shadowroute.rollout.from_live import GATE_PREFIX
 from shadowroute.rollout.machine import Decision, Event, desired_revision
-from shadowroute.rollout.observe import GATE_NAMES, AnalysisSignal, Gates, Observation
+from shadowroute.rollout.observe import AnalysisSignal, Gates, Observation
 from shadowroute.wanted import Seen, wanted
 
 T0 = datetime(2026, 11, 25, 5, 0, 0, tzinfo=UTC)

@@ -221,7 +221,8 @@ def test_rollout_ended() -> None:
 
 
 def dep(role: str, revision: str, image: str, replicas: int, uid: str = "u1") -> dict[str, Any]:
-    from shadowroute.render.workloads import Owner, deployment
+    from shadowroute.names import Owner
+    from shadowroute.render.workloads import deployment
 
     owner = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "web", "shop", uid)
     tpl = {"spec": {"containers": [{"name": "app", "image": image}]}}
@@ -238,8 +239,9 @@ def dep(role: str, revision: str, image: str, replicas: int, uid: str = "u1") ->
 def stable_world(image: str = "app:1") -> tuple[dict[str, Any], dict[str, list]]:
     """A live, stable ShadowRoute and its children, as the operator leaves them."""
     from shadowroute.api.models import ShadowRouteStatus
+    from shadowroute.names import Owner
     from shadowroute.render import diff
-    from shadowroute.render.workloads import Owner, services
+    from shadowroute.render.workloads import services
 
     rev = desired_revision(ShadowRouteSpec.model_validate(body(image)["spec"]))
     obj = live({"phase": "Stable", "stage": "Stable", "stableRevision": rev,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
+from shadowroute.names import CANARY, PRIMARY, REVISION_LABEL, SHADOW, Owner
 from shadowroute.render.diff import (
     APPLIED_HASH,
     content_hash,
@@ -17,16 +18,7 @@ from shadowroute.render.diff import (
     needs_write,
     with_applied_hash,
 )
-from shadowroute.render.workloads import (
-    CANARY,
-    PRIMARY,
-    REVISION_LABEL,
-    SHADOW,
-    Owner,
-    deployment,
-    deployments,
-    services,
-)
+from shadowroute.render.workloads import deployment, deployments, services
 from shadowroute.revision import template_revision
 from shadowroute.rollout import from_live
 from shadowroute.rollout.machine import desired_revision, template_dict

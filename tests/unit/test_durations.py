@@ -24,8 +24,9 @@ from shadowroute.api.duration import (
     DurationBounds,
     go_nanoseconds,
 )
+from shadowroute.names import Owner
 from shadowroute.reconciler import reconcile
-from shadowroute.render.workloads import Owner, deployments, services
+from shadowroute.render.workloads import deployments, services
 from shadowroute.rollout.machine import template_dict
 
 from .sim import Sim, spec_dict

@@ -11,25 +11,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shadowroute.api import ShadowRouteStatus
+from shadowroute.names import ROLLOUT_STAGES, Owner, Stage
 from shadowroute.render.diff import needs_write, with_applied_hash
-from shadowroute.render.workloads import Owner, deployments, services
-from shadowroute.rollout.machine import (
-    PROGRESSING,
-    PROMOTING,
-    ROLLOUT_STAGES,
-    SHADOWING,
-    SUCCEEDED,
-    Decision,
-    canary_replicas,
-    desired_revision,
-    shadow_replicas,
-    template_dict,
-)
+from shadowroute.render.workloads import deployments, services
+from shadowroute.rollout.machine import Decision, desired_revision, template_dict
 from shadowroute.rollout.observe import AnalysisSignal, Health, Observation, Workload
+from shadowroute.stages import canary_replicas, shadow_replicas
 from shadowroute.wanted import Seen, wanted
 
 from .sim import CANARY, PRIMARY, SHADOW, Sim, image_template, spec_dict
 from .sim import OWNER as SIM_OWNER
+
+SHADOWING, PROGRESSING = Stage.SHADOWING, Stage.PROGRESSING
+PROMOTING, SUCCEEDED = Stage.PROMOTING, Stage.SUCCEEDED
 
 IMAGES = ("web:1", "web:2", "web:3")
 GATES = ("promote", "abort", "pause", "resume", "retry")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.render.workloads import (
+from shadowroute.names import (
     CANARY,
     LIVE_LABEL,
     MANAGED_BY,
@@ -22,16 +22,17 @@ from shadowroute.render.workloads import (
     Owner,
     child_labels,
     child_name,
+    selector,
+)
+from shadowroute.render.workloads import (
     deployment,
     deployments,
     entry_selector,
-    replicas_for,
     revision_for,
-    selector,
     service,
     services,
 )
-from shadowroute.rollout.machine import canary_replicas, shadow_replicas
+from shadowroute.stages import canary_replicas, replicas_for, shadow_replicas
 
 from .sim import image_template, spec_dict
 

@@ -12,7 +12,7 @@ import pytest
 from shadowroute import handlers, traffic
 from shadowroute.api.models import ShadowRouteSpec, TrafficProvider
 from shadowroute.kube import client
-from shadowroute.render.workloads import MANAGED_BY, MANAGER
+from shadowroute.names import MANAGED_BY, MANAGER
 from shadowroute.traffic import ROUTE_RESOURCES, LiveEdit, RouteKind
 
 from . import hack_scripts

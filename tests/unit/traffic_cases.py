@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.render.workloads import Owner
+from shadowroute.names import Owner
 
 from .sim import Sim, spec_dict
 

@@ -41,6 +41,7 @@ from ..api.models import (
     WebhookType,
     parse_timestamp,
 )
+from ..names import ROLLOUT_STAGES, Stage
 from . import http
 from .judge import fmt
 from .secrets import CredentialsError, read_secret
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 3
 TIMEOUT = 5.0
-HOLD_STAGES = ("Shadowing", "Progressing", "Promoting", "Succeeded")
+HOLD_STAGES = (*ROLLOUT_STAGES, Stage.SUCCEEDED)
 _ICONS = {"Promoted": ":white_check_mark:", "RolledBack": ":rotating_light:", "Held": ":pause:"}
 
 

@@ -18,16 +18,15 @@ from ..api.models import (
     AnalysisSpec,
     AnalysisStatus,
     ShadowRouteStatus,
-    Stage,
     Verdict,
     parse_timestamp,
 )
-from ..render.workloads import CANARY, PRIMARY, SHADOW, child_name
+from ..names import CANARY, PRIMARY, SHADOW, Stage, child_name
 from ..rollout.observe import AnalysisSignal, Health
+from ..stages import analysis_target, in_rollout
 from .templates import Context
 
 PENDING = "AnalysisPending"
-ROLLOUT_STAGES = (Stage.SHADOWING, Stage.PROGRESSING, Stage.PROMOTING)
 
 
 @dataclass(frozen=True)
@@ -43,23 +42,12 @@ class Scope:
 
 def scope_of(status: ShadowRouteStatus, name: str) -> Scope | None:
     """What to analyse in this status; None when no new revision is on trial."""
-    stage = status.stage
-    if stage in ROLLOUT_STAGES and status.canary_revision:
-        role = SHADOW if stage == Stage.SHADOWING else CANARY
-        live = bool(status.stage_ready_at) or status.canary_weight > 0
-        live = live or status.mirror_percent > 0
-        return Scope(
-            status.canary_revision,
-            child_name(name, role),
-            status.primary_revision or status.stable_revision,
-            live,
-        )
-    warm = bool(status.previous_revision) and status.primary_revision == status.previous_revision
-    if stage == Stage.SUCCEEDED and warm:
-        return Scope(
-            status.stable_revision, child_name(name, CANARY), status.previous_revision, True
-        )
-    return None
+    target = analysis_target(status)
+    if target is None:
+        return None
+    return Scope(
+        target.revision, child_name(name, target.role), target.baseline, target.receiving_traffic
+    )
 
 
 def traffic_start(status: ShadowRouteStatus, now: datetime) -> datetime:
@@ -88,7 +76,7 @@ def weight_start(status: ShadowRouteStatus, since: datetime) -> datetime:
     second of stageReadyAt (the step's weight, the mirror, was set then), else since."""
     if status.stage == Stage.SUCCEEDED and status.promoted_at:
         start = parse_timestamp(status.promoted_at) + timedelta(seconds=1)
-    elif status.stage in ROLLOUT_STAGES and status.stage_ready_at:
+    elif in_rollout(status.stage) and status.stage_ready_at:
         start = parse_timestamp(status.stage_ready_at) + timedelta(seconds=1)
     else:
         start = since

@@ -3,6 +3,7 @@
 Import from here; the submodules are an implementation detail.
 """
 
+from ..names import ConditionType, Phase, Stage
 from .duration import DURATION_PATTERN, format_duration, parse_duration
 from .models import (
     API_VERSION,
@@ -20,14 +21,12 @@ from .models import (
     CanaryStrategy,
     Condition,
     ConditionStatus,
-    ConditionType,
     Duration,
     GateStatus,
     HistoryEntry,
     MetricCheck,
     MetricResult,
     Outcome,
-    Phase,
     PodTemplate,
     Protocol,
     RollbackSpec,
@@ -37,7 +36,6 @@ from .models import (
     ShadowRouteSpec,
     ShadowRouteStatus,
     ShadowStage,
-    Stage,
     StepPause,
     Strategy,
     Timestamp,

@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ..names import ROLES, Phase, Stage
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
 
 GROUP = "shadowroute.io"
@@ -47,7 +48,7 @@ SHORT_NAMES = ("sr",)
 CATEGORIES = ("shadowroute",)
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
-CHILD_SUFFIXES = ("-primary", "-canary", "-shadow")
+CHILD_SUFFIXES = tuple(f"-{role}" for role in ROLES)
 MAX_NAME_LENGTH = 63 - max(len(suffix) for suffix in CHILD_SUFFIXES)
 """55: the children's Service names (``<name>-primary``) must stay DNS-1035 labels."""
 
@@ -82,48 +83,12 @@ class TrafficProvider(StrEnum):
     ISTIO = "istio"
 
 
-class Phase(StrEnum):
-    """Where the ShadowRoute is in the life of a revision."""
-
-    INITIALIZING = "Initializing"
-    STABLE = "Stable"
-    SHADOWING = "Shadowing"
-    PROGRESSING = "Progressing"
-    PAUSED = "Paused"
-    PROMOTING = "Promoting"
-    SUCCEEDED = "Succeeded"
-    ROLLED_BACK = "RolledBack"
-    FAILED = "Failed"
-
-
-class Stage(StrEnum):
-    """The stage a revision is in; the phase shows Paused over it while it is held."""
-
-    INITIALIZING = "Initializing"
-    STABLE = "Stable"
-    SHADOWING = "Shadowing"
-    PROGRESSING = "Progressing"
-    PROMOTING = "Promoting"
-    SUCCEEDED = "Succeeded"
-    ROLLED_BACK = "RolledBack"
-    FAILED = "Failed"
-
-
 class ConditionStatus(StrEnum):
     """Status of a condition, as in every Kubernetes API."""
 
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
-
-
-class ConditionType(StrEnum):
-    """The condition types every module reports under (see docs/architecture.md)."""
-
-    READY = "Ready"
-    PROGRESSING = "Progressing"
-    DEGRADED = "Degraded"
-    ANALYSIS_HEALTHY = "AnalysisHealthy"
 
 
 class Verdict(StrEnum):

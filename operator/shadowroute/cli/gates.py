@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-GATES = ("promote", "abort", "pause", "resume", "retry")
-PREFIX = "shadowroute.io/"
-ROLLOUT_STAGES = ("Shadowing", "Progressing", "Promoting")
+from ..names import GATE_NAMES as GATES
+from ..names import GATE_PREFIX as PREFIX
+from ..names import PAUSED, Stage
+from ..stages import in_rollout, keeps_previous_warm
 
 
 def token(now_ns: int | None = None) -> str:
@@ -44,17 +45,13 @@ def check(gate: str, status: dict[str, Any]) -> Verdict:
     acknowledged and ignored saves a person from believing it worked."""
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}")
-    stage = status.get("stage") or status.get("phase") or "Initializing"
+    stage = status.get("stage") or status.get("phase") or Stage.INITIALIZING
     phase = status.get("phase") or stage
-    rolling = stage in ROLLOUT_STAGES
-    warm = (
-        stage == "Succeeded"
-        and bool(status.get("previousRevision"))
-        and status.get("primaryRevision") == status.get("previousRevision")
-    )
+    rolling = in_rollout(stage)
+    warm = keeps_previous_warm(stage, status.get("primaryRevision"), status.get("previousRevision"))
     canary = status.get("canaryRevision") or "-"
     if gate == "promote":
-        if stage == "Promoting":
+        if stage == Stage.PROMOTING:
             return Verdict(True, False, f"revision {canary} is already being promoted")
         if rolling:
             return Verdict(True, True, f"promote revision {canary}: skip the remaining stages")
@@ -69,7 +66,7 @@ def check(gate: str, status: dict[str, Any]) -> Verdict:
                 f"abort revision {status.get('stableRevision')} in its warm period: "
                 f"traffic back on {status.get('previousRevision')}",
             )
-        if stage == "Succeeded":
+        if stage == Stage.SUCCEEDED:
             hint = "the previous revision is no longer running; revert the template instead"
         else:
             hint = "no rollout runs"
@@ -84,13 +81,13 @@ def check(gate: str, status: dict[str, Any]) -> Verdict:
             return Verdict(True, True, "resume the paused rollout")
         if status.get("waitingForPromotion"):
             return Verdict(True, True, "resume: advance past the step that waits for a person")
-        if phase == "Paused":
+        if phase == PAUSED:
             return Verdict(
                 False, False, "paused by spec.paused: change the spec (in Git) to resume"
             )
         return Verdict(False, False, f"nothing to resume: the phase is {phase}, not paused")
     # retry
-    if stage == "RolledBack":
+    if stage == Stage.ROLLED_BACK:
         revision = status.get("rolledBackRevision") or "-"
         return Verdict(True, True, f"retry revision {revision}, ignoring its cooldown")
     return Verdict(False, False, f"nothing to retry: the phase is {phase}, not RolledBack")

@@ -11,11 +11,12 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, KIND, PLURAL, VERSION
+from ..api_errors import api_reason
 from ..kube.client import collection_path, raw_request
-from ..kube.errors import api_reason
+from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
+from ..names import MANAGED_BY, MANAGER, NAME_LABEL
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
-FIELD_MANAGER = "kubectl-shadowroute"
 ROUTES = f"/apis/{GROUP}/{VERSION}"
 
 
@@ -161,7 +162,7 @@ class Cluster:
     # ------------------------------------------------------------------ around them
 
     def children(self, namespace: str, name: str, kinds: tuple[str, ...]) -> dict[str, list]:
-        selector = f"shadowroute.io/name={name},app.kubernetes.io/managed-by=shadowroute"
+        selector = f"{NAME_LABEL}={name},{MANAGED_BY}={MANAGER}"
         out: dict[str, list] = {}
         for kind in kinds:
             try:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from .. import __version__, traffic
 from ..api.models import KIND, ShadowRouteSpec
+from ..names import ConditionType, Stage
 from ..rollout.machine import desired_revision
 from . import exit_codes, gates, plan, view
 from .kube import CliError, Cluster
@@ -319,17 +320,17 @@ def rollout_ended(obj: dict[str, Any]) -> tuple[int | None, str]:
     if status.get("observedGeneration") != meta.get("generation"):
         return None, ""
     phase = status.get("phase")
-    degraded = view.condition(status, "Degraded") or {}
+    degraded = view.condition(status, ConditionType.DEGRADED) or {}
     if degraded.get("reason") == "InvalidSpec" and degraded.get("status") == "True":
         return exit_codes.ROLLED_BACK, f"the spec is invalid: {degraded.get('message')}"
     try:
         desired = desired_revision(ShadowRouteSpec.model_validate(obj.get("spec") or {}))
     except ValidationError:
         return None, ""
-    if phase in ("Succeeded", "Stable") and status.get("stableRevision") == desired:
+    if phase in (Stage.SUCCEEDED, Stage.STABLE) and status.get("stableRevision") == desired:
         return exit_codes.OK, f"revision {desired} serves all traffic (phase {phase})"
-    if phase in ("RolledBack", "Failed") or (
-        phase == "Stable" and status.get("rolledBackRevision") == desired
+    if phase in (Stage.ROLLED_BACK, Stage.FAILED) or (
+        phase == Stage.STABLE and status.get("rolledBackRevision") == desired
     ):
         return (
             exit_codes.ROLLED_BACK,

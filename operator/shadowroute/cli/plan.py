@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.models import API_VERSION, KIND, ShadowRouteSpec, ShadowRouteStatus
+from ..names import Owner
 from ..render import diff
-from ..render.workloads import Owner
 from ..rollout.machine import desired_revision
 from ..rollout.observe import AnalysisSignal, Health
 from ..wanted import Seen, wanted

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..api.models import parse_timestamp
+from ..names import ConditionType, Stage
+from ..stages import step_index
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -43,9 +45,9 @@ def _step(obj: dict[str, Any]) -> str:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
     stage = status.get("stage")
-    if stage == "Progressing" and steps:
-        return f"{int(status.get('currentStep') or 0) + 1}/{len(steps)}"
-    if stage == "Progressing":
+    if stage == Stage.PROGRESSING and steps:
+        return f"{step_index(int(status.get('currentStep') or 0), len(steps)) + 1}/{len(steps)}"
+    if stage == Stage.PROGRESSING:
         return "preview"
     return "-"
 
@@ -61,7 +63,7 @@ def get_rows(
     rows = []
     for obj in objs:
         meta, status = obj["metadata"], obj.get("status") or {}
-        ready = condition(status, "Ready")
+        ready = condition(status, ConditionType.READY)
         row = [
             meta["name"],
             status.get("phase") or "-",
@@ -92,16 +94,16 @@ def _fmt_value(value: Any) -> str:
 def _stage_line(obj: dict[str, Any]) -> str:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     strategy = spec.get("strategy") or {}
-    stage = status.get("stage") or status.get("phase") or "Initializing"
-    if stage == "Shadowing":
+    stage = status.get("stage") or status.get("phase") or Stage.INITIALIZING
+    if stage == Stage.SHADOWING:
         shadow = strategy.get("shadow") or {}
         return f"shadowing {shadow.get('mirrorPercent', 100)}% for {shadow.get('duration', '?')}"
-    if stage == "Progressing":
+    if stage == Stage.PROGRESSING:
         steps = (strategy.get("canary") or {}).get("steps") or []
         if not steps:
             preview = (strategy.get("blueGreen") or {}).get("previewDuration")
             return f"blue/green preview ({preview or 'until promoted'})"
-        i = min(int(status.get("currentStep") or 0), len(steps) - 1)
+        i = step_index(int(status.get("currentStep") or 0), len(steps))
         step = steps[i]
         pause = step.get("pause")
         if pause is None:
@@ -153,7 +155,11 @@ def status_view(
     ]
     lines.append(f"conditions {'  '.join(conds) if conds else '-'}")
     for c in status.get("conditions") or []:
-        if c.get("type") == "Degraded" and c.get("status") == "True" and c.get("message"):
+        if (
+            c.get("type") == ConditionType.DEGRADED
+            and c.get("status") == "True"
+            and c.get("message")
+        ):
             lines.append(f"degraded   {c['message']}")
 
     analysis = status.get("analysis") or {}

@@ -28,12 +28,12 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, PLURAL, VERSION
+from ..api_errors import names_an_object
+from ..names import FIELD_MANAGER
 from ..observability.metrics import API_WRITES
 from ..traffic import ROUTE_RESOURCES
 from .dispatch import Dispatcher
-from .errors import names_an_object
 
-FIELD_MANAGER = "shadowroute-operator"
 APPLY_PATCH = "application/apply-patch+yaml"
 # Requests in flight at once, and HTTP connections kept: asyncio's default executor
 # has cpu+4 threads, which on a small node would cap the operator near 6 requests at

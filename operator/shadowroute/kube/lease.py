@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from .errors import api_reason
+from ..api_errors import api_reason
 
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"

@@ -33,7 +33,8 @@ from prometheus_client import (
 )
 
 from .. import __version__
-from ..api.models import Phase, ShadowRouteStatus, parse_timestamp
+from ..api.models import Outcome, ShadowRouteStatus, parse_timestamp
+from ..names import Phase
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # the *_created series double the output and nobody graphs them
@@ -228,9 +229,9 @@ class RouteMetrics:
                     continue
             elif not _after(entry.at, self._started):
                 continue
-            if entry.outcome.value == "Promoted":
+            if entry.outcome == Outcome.PROMOTED:
                 PROMOTIONS.labels(*key).inc()
-            elif entry.outcome.value == "RolledBack":
+            elif entry.outcome == Outcome.ROLLED_BACK:
                 ROLLBACKS.labels(*key, entry.reason or "RolledBack").inc()
         self._history[key] = ids
 

@@ -9,97 +9,23 @@ status (`primaryRevision`, `canaryRevision`); the template of the desired revisi
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import ShadowRouteSpec, ShadowRouteStatus
-from ..rollout.machine import (
-    PROGRESSING,
-    PROMOTING,
-    SHADOWING,
-    SUCCEEDED,
-    canary_replicas,
-    shadow_replicas,
+from ..names import (
+    CANARY,
+    LIVE_LABEL,
+    NAME_LABEL,
+    PRIMARY,
+    ROLES,
+    SHADOW,
+    Owner,
+    child_labels,
+    child_metadata,
+    child_name,
+    selector,
 )
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "shadowroute"
-NAME_LABEL = "shadowroute.io/name"
-ROLE_LABEL = "shadowroute.io/role"
-REVISION_LABEL = "shadowroute.io/revision"
-LIVE_LABEL = "shadowroute.io/live"  # primary and canary pods: what the entry Service may pick
-PRIMARY, CANARY, SHADOW = "primary", "canary", "shadow"
-ROLES = (PRIMARY, CANARY, SHADOW)
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The ShadowRoute that owns every child (garbage collection, and our watch)."""
-
-    api_version: str
-    kind: str
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-def child_name(owner_name: str, role: str | None) -> str:
-    return owner_name if role is None else f"{owner_name}-{role}"
-
-
-def selector(owner_name: str, role: str) -> dict[str, str]:
-    return {NAME_LABEL: owner_name, ROLE_LABEL: role}
-
-
-def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": owner.namespace,
-        "labels": labels,
-        "ownerReferences": [owner.reference()],
-    }
-
-
-def child_labels(owner_name: str, role: str | None, revision: str | None = None) -> dict[str, str]:
-    labels = {MANAGED_BY: MANAGER, NAME_LABEL: owner_name}
-    if role:
-        labels[ROLE_LABEL] = role
-    if revision:
-        labels[REVISION_LABEL] = revision
-    return labels
-
-
-def replicas_for(role: str, spec: ShadowRouteSpec, status: ShadowRouteStatus) -> int:
-    """How many pods each role runs in the current stage. Primary always runs the full
-    count, so putting all traffic back on it never waits for pods."""
-    stage = status.stage
-    if role == PRIMARY:
-        return spec.replicas
-    if role == SHADOW:
-        shadow = spec.strategy.shadow
-        if stage == SHADOWING and shadow is not None:
-            return shadow_replicas(spec.replicas, shadow.mirror_percent)
-        return 0
-    # canary
-    if stage in (PROMOTING, SUCCEEDED) and status.canary_revision:
-        return spec.replicas
-    if stage == PROGRESSING and status.canary_revision:
-        canary = spec.strategy.canary
-        if canary is None:  # blue/green: the preview runs at full scale
-            return spec.replicas
-        step = canary.steps[min(status.current_step, len(canary.steps) - 1)]
-        return canary_replicas(spec.replicas, step.weight)
-    return 0
+from ..stages import replicas_for, serving
 
 
 def revision_for(role: str, status: ShadowRouteStatus, desired: str) -> str:
@@ -130,7 +56,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(owner, name, child_labels(owner.name, role, revision)),
+        "metadata": child_metadata(owner, name, child_labels(owner.name, role, revision)),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector(owner.name, role)},
@@ -143,11 +69,10 @@ def entry_selector(owner_name: str, status: ShadowRouteStatus) -> dict[str, str]
     """What the stable entry Service `<name>` selects: primary, or canary once it takes
     all traffic, or both (weight by replica ratio) in between. A selector change is
     instant: no pod has to start for traffic to move back."""
-    if status.canary_weight >= 100:
-        return selector(owner_name, CANARY)
-    if status.canary_weight > 0:
+    roles = serving(status)
+    if len(roles) > 1:
         return {NAME_LABEL: owner_name, LIVE_LABEL: "true"}
-    return selector(owner_name, PRIMARY)
+    return selector(owner_name, roles[0])
 
 
 def service(
@@ -168,7 +93,9 @@ def service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, child_name(owner.name, role), child_labels(owner.name, role)),
+        "metadata": child_metadata(
+            owner, child_name(owner.name, role), child_labels(owner.name, role)
+        ),
         "spec": {"type": "ClusterIP", "selector": pod_selector, "ports": ports},
     }
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..api.models import Condition, ConditionStatus, ShadowRouteStatus, format_timestamp
+from ..names import CANARY, PAUSED, ConditionType, Stage
+from ..stages import serving_role
 from .observe import Observation
 
-READY = "Ready"
-PROGRESSING = "Progressing"
-DEGRADED = "Degraded"
-ANALYSIS_HEALTHY = "AnalysisHealthy"
+READY = ConditionType.READY
+PROGRESSING = ConditionType.PROGRESSING
+DEGRADED = ConditionType.DEGRADED
+ANALYSIS_HEALTHY = ConditionType.ANALYSIS_HEALTHY
 ANALYSIS_PENDING = "AnalysisPending"
 ANALYSIS_PARTIAL = "PartialWindow"  # analysis.judge.PARTIAL_WINDOW
 AVAILABLE_REASON = "Available"
@@ -56,37 +58,40 @@ def _analysis_healthy(s: ShadowRouteStatus, obs: Observation, now: datetime) -> 
 
 def _ready(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
     """Ready: the version that takes the live traffic is available."""
-    serving, name = (obs.canary, "canary") if s.canary_weight >= 100 else (obs.primary, "primary")
+    name = serving_role(s)
+    serving = obs.canary if name == CANARY else obs.primary
     if serving is not None and serving.ready and serving.replicas > 0:
         set_condition(
             s, READY, "True", AVAILABLE_REASON,
             f"{name} Deployment is available with revision {serving.revision}", now,
         )  # fmt: skip
-    elif s.stage in ("", "Initializing", "Failed"):
+    elif s.stage in ("", Stage.INITIALIZING, Stage.FAILED):
         set_condition(s, READY, "False", "Initializing", s.message or "waiting for primary", now)
     else:
         set_condition(s, READY, "False", "Unavailable", f"{name} Deployment is not available", now)
 
 
 _PROGRESS_REASONS = {
-    "Initializing": ("True", "Initializing"),
-    "Shadowing": ("True", "Shadowing"),
-    "Progressing": ("True", "CanaryProgressing"),
-    "Promoting": ("True", "Promoting"),
-    "Succeeded": ("True", "KeepingPreviousWarm"),
-    "Stable": ("False", "Stable"),
-    "Failed": ("False", "ProgressDeadlineExceeded"),
+    Stage.INITIALIZING: ("True", "Initializing"),
+    Stage.SHADOWING: ("True", "Shadowing"),
+    Stage.PROGRESSING: ("True", "CanaryProgressing"),
+    Stage.PROMOTING: ("True", "Promoting"),
+    Stage.SUCCEEDED: ("True", "KeepingPreviousWarm"),
+    Stage.STABLE: ("False", "Stable"),
+    Stage.FAILED: ("False", "ProgressDeadlineExceeded"),
 }
 
 
 def _progressing(s: ShadowRouteStatus, now: datetime, paused: bool) -> None:
-    if s.stage == "RolledBack":
+    if s.stage == Stage.ROLLED_BACK:
         status, reason = "False", s.rollback_reason or "RolledBack"
-    elif s.phase == "Paused":
+    elif s.phase == PAUSED:
         status = "Unknown"
         reason = "WaitingForPromotion" if s.waiting_for_promotion and not paused else "Paused"
     else:
-        status, reason = _PROGRESS_REASONS.get(s.stage or "Initializing", ("Unknown", "Unknown"))
+        status, reason = _PROGRESS_REASONS.get(
+            s.stage or Stage.INITIALIZING, ("Unknown", "Unknown")
+        )
     set_condition(s, PROGRESSING, status, reason, s.message or "", now)
 
 
@@ -97,9 +102,9 @@ def _degraded(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
             "the primary Deployment that held the stable template is gone; "
             "it is recreated from the current template", now,
         )  # fmt: skip
-    elif s.stage == "RolledBack":
+    elif s.stage == Stage.ROLLED_BACK:
         set_condition(s, DEGRADED, "True", s.rollback_reason or "RolledBack", s.message or "", now)
-    elif s.stage == "Failed":
+    elif s.stage == Stage.FAILED:
         set_condition(s, DEGRADED, "True", "ProgressDeadlineExceeded", s.message or "", now)
     else:
         set_condition(s, DEGRADED, "False", "AsExpected", "", now)

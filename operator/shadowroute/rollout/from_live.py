@@ -5,20 +5,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..render.workloads import (
-    CANARY,
+from ..names import (
+    GATE_NAMES,
+    GATE_PREFIX,
     LIVE_LABEL,
     NAME_LABEL,
-    PRIMARY,
     REVISION_LABEL,
     ROLE_LABEL,
-    SHADOW,
+    ROLES,
     child_labels,
     child_name,
 )
-from .observe import GATE_NAMES, Gates, Workload
-
-GATE_PREFIX = "shadowroute.io/"
+from .observe import Gates, Workload
 
 
 def workload(dep: dict[str, Any] | None) -> Workload | None:
@@ -41,9 +39,7 @@ def workload(dep: dict[str, Any] | None) -> Workload | None:
 
 def workloads(owner: str, deployments: list[dict[str, Any]]) -> dict[str, Workload | None]:
     by_name = {d["metadata"]["name"]: d for d in deployments}
-    return {
-        role: workload(by_name.get(child_name(owner, role))) for role in (PRIMARY, CANARY, SHADOW)
-    }
+    return {role: workload(by_name.get(child_name(owner, role))) for role in ROLES}
 
 
 def user_template(dep: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

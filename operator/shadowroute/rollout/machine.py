@@ -13,7 +13,6 @@ A failed check, an abort or a progress deadline goes to RolledBack in the same c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,28 +20,16 @@ from typing import Any
 from ..api.duration import parse_duration
 from ..api.models import (
     HistoryEntry,
-    Phase,
     ShadowRouteSpec,
     ShadowRouteStatus,
     format_timestamp,
     parse_timestamp,
 )
+from ..names import CANARY, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
 from ..revision import template_revision
+from ..stages import canary_step, current_step, in_rollout, replicas_for
 from . import conditions
-from .observe import GATE_NAMES, AnalysisSignal, Health, Observation, Workload
-
-# The stage names are the API's own (one spelling, in api/models.py).
-INITIALIZING = Phase.INITIALIZING
-STABLE = Phase.STABLE
-SHADOWING = Phase.SHADOWING
-PROGRESSING = Phase.PROGRESSING
-PAUSED = Phase.PAUSED
-PROMOTING = Phase.PROMOTING
-SUCCEEDED = Phase.SUCCEEDED
-ROLLED_BACK = Phase.ROLLED_BACK
-FAILED = Phase.FAILED
-
-ROLLOUT_STAGES = (SHADOWING, PROGRESSING, PROMOTING)
+from .observe import AnalysisSignal, Health, Observation, Workload
 
 
 @dataclass(frozen=True)
@@ -75,18 +62,6 @@ def desired_revision(spec: ShadowRouteSpec) -> str:
 
 def template_dict(spec: ShadowRouteSpec) -> dict[str, Any]:
     return spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def canary_replicas(replicas: int, weight: int) -> int:
-    """Canary pods for a weight: the weight's share of the replicas, at least one
-    (none when the service is scaled to zero)."""
-    if weight <= 0 or replicas <= 0:
-        return 0
-    return max(1, math.ceil(replicas * weight / 100))
-
-
-def shadow_replicas(replicas: int, mirror_percent: int) -> int:
-    return canary_replicas(replicas, mirror_percent)
 
 
 @dataclass
@@ -132,11 +107,11 @@ def decide(
     # (a rollback must not wait for the next tick). Bounded: no cycle is longer.
     for _ in range(8):
         before = (s.stage, s.current_step, s.canary_revision)
-        _HANDLERS[s.stage or INITIALIZING](run)
+        _HANDLERS[s.stage or Stage.INITIALIZING](run)
         if (s.stage, s.current_step, s.canary_revision) == before:
             break
 
-    s.phase = PAUSED if _shows_paused(run) else (s.stage or INITIALIZING)
+    s.phase = Phase(PAUSED if _shows_paused(run) else (s.stage or Stage.INITIALIZING))
     conditions.update(s, obs, run.now, run.paused)
     lost = conditions.readiness_lost(status, s)
     if lost is not None:
@@ -179,7 +154,7 @@ def _acknowledge_gates(run: _Run) -> None:
 
 def _shows_paused(run: _Run) -> bool:
     s = run.s
-    if s.stage not in ROLLOUT_STAGES:
+    if not in_rollout(s.stage):
         return False
     return run.paused or s.waiting_for_promotion
 
@@ -217,9 +192,9 @@ def _start_rollout(run: _Run, why: str) -> None:
     s.stage_started_at = run.ts
     s.stage_ready_at = None
     if strategy.shadow is not None:
-        _enter(run, SHADOWING)
+        _enter(run, Stage.SHADOWING)
     else:
-        _enter(run, PROGRESSING, 0)
+        _enter(run, Stage.PROGRESSING, 0)
     run.event("RolloutStarted", f"revision {run.desired} ({why}): {_stage_text(run)}")
 
 
@@ -232,7 +207,7 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
     s.rolled_back_at = run.ts
     s.rollback_reason = reason
     s.canary_revision = ""
-    _enter(run, ROLLED_BACK)
+    _enter(run, Stage.ROLLED_BACK)
     s.message = f"revision {revision} rolled back: {message}"
     _history(run, revision, "RolledBack", reason, message)
     run.event(
@@ -249,7 +224,7 @@ def _to_stable(run: _Run, message: str) -> None:
     s.mirror_percent = 0
     s.previous_revision = ""
     s.promoted_at = None
-    _enter(run, STABLE)
+    _enter(run, Stage.STABLE)
     s.message = message
 
 
@@ -302,7 +277,7 @@ def _initializing(run: _Run) -> None:
     s = run.s
     s.primary_revision = run.desired
     if not s.stage:
-        _enter(run, INITIALIZING)
+        _enter(run, Stage.INITIALIZING)
     if _ready(run.obs.primary, run.desired, run.spec.replicas):
         s.stable_revision = run.desired
         s.stage_ready_at = run.ts
@@ -312,8 +287,8 @@ def _initializing(run: _Run) -> None:
         )
         return
     s.message = f"waiting for revision {run.desired} to become available"
-    if s.stage == INITIALIZING and _deadline_passed(run):
-        _enter(run, FAILED)
+    if s.stage == Stage.INITIALIZING and _deadline_passed(run):
+        _enter(run, Stage.FAILED)
         s.message = f"revision {run.desired} not available within {run.spec.progress_deadline}"
         run.event("ProgressDeadlineExceeded", s.message, warning=True)
 
@@ -323,7 +298,7 @@ def _failed(run: _Run) -> None:
     s = run.s
     if s.primary_revision != run.desired:
         s.primary_revision = run.desired
-        _enter(run, INITIALIZING)
+        _enter(run, Stage.INITIALIZING)
         run.event("Initializing", f"a new template: trying revision {run.desired}")
         return
     if _ready(run.obs.primary, run.desired, run.spec.replicas):
@@ -405,9 +380,9 @@ def _rollout_prelude(run: _Run) -> bool:
         return True
     if _analysis_failed(run):
         return True
-    if "promote" in run.fired and s.stage != PROMOTING:
+    if "promote" in run.fired and s.stage != Stage.PROMOTING:
         s.mirror_percent = 0
-        _enter(run, PROMOTING)
+        _enter(run, Stage.PROMOTING)
         run.event("PromoteRequested", "the promote gate skips the remaining stages")
         return True
     return False
@@ -442,10 +417,10 @@ def _shadowing(run: _Run) -> None:
         return
     s, shadow = run.s, run.spec.strategy.shadow
     if shadow is None:  # the stage was removed from the spec mid-rollout
-        _enter(run, PROGRESSING, 0)
+        _enter(run, Stage.PROGRESSING, 0)
         run.event("ShadowRemoved", f"the shadow stage left the spec; {_stage_text(run)}")
         return
-    want = shadow_replicas(run.spec.replicas, shadow.mirror_percent)
+    want = replicas_for(SHADOW, run.spec, s)
     if not _ready(run.obs.shadow, run.desired, want):
         _hold_or_timeout(run, f"shadow of revision {run.desired}")
         return
@@ -463,7 +438,7 @@ def _shadowing(run: _Run) -> None:
         s.message = "shadow duration passed; waiting for the analysis to pass"
         return
     s.mirror_percent = 0
-    _enter(run, PROGRESSING, 0)
+    _enter(run, Stage.PROGRESSING, 0)
     run.event("ShadowPassed", f"shadow of revision {run.desired} passed; {_stage_text(run)}")
 
 
@@ -474,11 +449,9 @@ def _progressing(run: _Run) -> None:
     s.mirror_percent = 0
     if strategy.canary is not None:
         steps = strategy.canary.steps
-        i = min(s.current_step, len(steps) - 1)
-        s.current_step = i
+        i = s.current_step = current_step(run.spec, s)
         step = steps[i]
         what = f"canary step {i + 1}/{len(steps)} ({step.weight}%)"
-        want = canary_replicas(run.spec.replicas, step.weight)
         weight = step.weight
         pause = step.pause
         duration = pause.duration if pause is not None else None
@@ -486,11 +459,11 @@ def _progressing(run: _Run) -> None:
     else:
         bg = strategy.blue_green
         what = "blue/green preview"
-        want = run.spec.replicas
         weight = 0
         duration = bg.preview_duration if bg is not None else None
         waits_for_person = duration is None
 
+    want = replicas_for(CANARY, run.spec, s)
     if not _ready(run.obs.canary, run.desired, want):
         _hold_or_timeout(run, f"{what} of revision {run.desired}")
         return
@@ -520,10 +493,10 @@ def _progressing(run: _Run) -> None:
         return
     run.fired.discard("resume")  # spent: it releases one step, not the next one too
     if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):
-        _enter(run, PROGRESSING, s.current_step + 1)
+        _enter(run, Stage.PROGRESSING, s.current_step + 1)
         run.event("StepAdvanced", _stage_text(run))
     else:
-        _enter(run, PROMOTING)
+        _enter(run, Stage.PROMOTING)
         run.event("Promoting", f"revision {run.desired} passed every stage; promoting")
 
 
@@ -544,7 +517,7 @@ def _promoting(run: _Run) -> None:
     s.previous_revision = previous
     s.stable_revision = run.desired
     s.promoted_at = run.ts
-    _enter(run, SUCCEEDED)
+    _enter(run, Stage.SUCCEEDED)
     s.message = f"revision {run.desired} promoted; revision {previous} kept warm"
     _history(run, run.desired, "Promoted", "Promoted", f"replaced revision {previous}")
     run.event(
@@ -627,23 +600,24 @@ def _succeeded(run: _Run) -> None:
 
 def _stage_text(run: _Run) -> str:
     s, strategy = run.s, run.spec.strategy
-    if s.stage == SHADOWING and strategy.shadow is not None:
+    if s.stage == Stage.SHADOWING and strategy.shadow is not None:
         return f"shadowing {strategy.shadow.mirror_percent}% for {strategy.shadow.duration}"
-    if s.stage == PROGRESSING and strategy.canary is not None:
-        steps = strategy.canary.steps
-        return f"canary step {s.current_step + 1}/{len(steps)} at {steps[s.current_step].weight}%"
-    if s.stage == PROGRESSING:
+    step = canary_step(run.spec, s)
+    if s.stage == Stage.PROGRESSING and strategy.canary is not None and step is not None:
+        i, count = current_step(run.spec, s), len(strategy.canary.steps)
+        return f"canary step {i + 1}/{count} at {step.weight}%"
+    if s.stage == Stage.PROGRESSING:
         return "blue/green preview"
     return s.stage or ""
 
 
 _HANDLERS = {
-    INITIALIZING: _initializing,
-    FAILED: _failed,
-    STABLE: _stable,
-    SHADOWING: _shadowing,
-    PROGRESSING: _progressing,
-    PROMOTING: _promoting,
-    SUCCEEDED: _succeeded,
-    ROLLED_BACK: _rolled_back,
+    Stage.INITIALIZING: _initializing,
+    Stage.FAILED: _failed,
+    Stage.STABLE: _stable,
+    Stage.SHADOWING: _shadowing,
+    Stage.PROGRESSING: _progressing,
+    Stage.PROMOTING: _promoting,
+    Stage.SUCCEEDED: _succeeded,
+    Stage.ROLLED_BACK: _rolled_back,
 }

@@ -24,9 +24,6 @@ class Workload:
     available, and no old replica is left."""
 
 
-GATE_NAMES = ("promote", "abort", "pause", "resume", "retry")
-
-
 @dataclass(frozen=True)
 class Gates:
     """The gate annotations (`shadowroute.io/<gate>: <token>`) on the ShadowRoute.

@@ -22,7 +22,7 @@ from typing import Any, Protocol, cast
 from kubernetes.client.exceptions import ApiException
 
 from ..api.models import ShadowRouteSpec, ShadowRouteStatus, TrafficProvider
-from ..render.workloads import MANAGED_BY, MANAGER, Owner
+from ..names import MANAGED_BY, MANAGER, Owner
 from . import failures
 from .contract import LiveEdit, RouteKind
 from .failures import RouteError, kind_missing

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ..kube.errors import api_status
+from ..api_errors import api_status
 from ..reasons import Reason
 
 

@@ -30,9 +30,9 @@ from ..api.models import (
     ShadowRouteSpec,
     TrafficProvider,
 )
+from ..names import Owner, child_labels, child_metadata
 from ..reasons import Reason
 from ..render.diff import contains
-from ..render.workloads import Owner, _metadata, child_labels
 from .contract import LiveEdit, RouteKind
 from .failures import RouteError
 from .intent import Intent, cookie_regex, set_cookie
@@ -107,7 +107,7 @@ def owned_route(owner: Owner, gw: GatewayAPITraffic, it: Intent) -> dict[str, An
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": _metadata(owner, owner.name, child_labels(owner.name, None)),
+        "metadata": child_metadata(owner, owner.name, child_labels(owner.name, None)),
         "spec": route_spec,
     }
 

@@ -18,8 +18,8 @@ from ..api.models import (
     ShadowRouteStatus,
     StickinessSpec,
 )
-from ..render.workloads import CANARY, PRIMARY, SHADOW, Owner, child_name
-from ..rollout.machine import PROGRESSING, PROMOTING
+from ..names import CANARY, PRIMARY, SHADOW, Owner, child_name
+from ..stages import canary_on_trial, canary_serves
 
 STICKY_COOKIE_ATTRIBUTES = "Path=/; HttpOnly; SameSite=Lax"
 """No Secure: the cookie must also stick on plain-HTTP listeners. It only routes."""
@@ -65,12 +65,7 @@ def intent(
     """The intent for a decided status. `mirror_target` is the Service mirrored
     requests go to; by default the shadow's, later a comparator's (see docs/architecture.md)."""
     weight = min(100, max(0, status.canary_weight))
-    in_rollout = status.stage in (PROGRESSING, PROMOTING) and bool(status.canary_revision)
-    # The canary serves once its first stage was ready (or a weight reached it); a
-    # preview before that would only answer 503.
-    canary_serves = in_rollout and (
-        weight > 0 or status.stage_ready_at is not None or status.stage == PROMOTING
-    )
+    in_rollout = canary_on_trial(status)
     mirror = status.mirror_percent > 0
     return Intent(
         name=owner.name,
@@ -81,7 +76,7 @@ def intent(
         canary_weight=weight,
         mirror_target=(mirror_target or child_name(owner.name, SHADOW)) if mirror else None,
         mirror_percent=min(100, status.mirror_percent) if mirror else 0,
-        preview=spec.traffic.preview if canary_serves else None,
+        preview=spec.traffic.preview if canary_serves(status) else None,
         stickiness=spec.traffic.stickiness if in_rollout and 0 < weight < 100 else None,
         token=status.canary_revision,
     )

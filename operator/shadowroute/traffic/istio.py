@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.models import IstioTraffic, ShadowRouteSpec, TrafficProvider
-from ..render.workloads import Owner, _metadata, child_labels
+from ..names import Owner, child_labels, child_metadata
 from .contract import RouteKind
 from .intent import Intent, cookie_regex, set_cookie
 
@@ -95,7 +95,7 @@ def render(owner: Owner, spec: ShadowRouteSpec, it: Intent) -> list[dict[str, An
         {
             "apiVersion": API_VERSION,
             "kind": KIND,
-            "metadata": _metadata(owner, owner.name, child_labels(owner.name, None)),
+            "metadata": child_metadata(owner, owner.name, child_labels(owner.name, None)),
             "spec": vs_spec,
         }
     ]

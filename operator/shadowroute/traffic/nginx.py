@@ -29,7 +29,7 @@ from typing import Any
 
 from ..api.duration import parse_duration
 from ..api.models import NginxTraffic, ShadowRouteSpec, TrafficProvider
-from ..render.workloads import Owner, _metadata, child_labels
+from ..names import Owner, child_labels, child_metadata
 from .contract import RouteKind
 from .intent import Intent
 
@@ -110,7 +110,7 @@ def _ingress(
     if tls and cfg.tls_secret_name and cfg.host:
         spec["tls"] = [{"hosts": [cfg.host], "secretName": cfg.tls_secret_name}]
     spec["rules"] = [rule]
-    metadata = _metadata(owner, name, child_labels(owner.name, None))
+    metadata = child_metadata(owner, name, child_labels(owner.name, None))
     if annotations:
         metadata["annotations"] = annotations
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.models import ShadowRouteSpec, ShadowRouteStatus, TrafficProvider
-from ..render.workloads import CANARY, PRIMARY, Owner, replicas_for
+from ..names import CANARY, PRIMARY, Owner
+from ..stages import replicas_for
 from .contract import RouteKind
 from .intent import Intent
 

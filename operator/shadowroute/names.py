@@ -1,0 +1,145 @@
+"""The names every module shares, at the bottom of the package: it imports nothing of
+ours, and everything may import it.
+
+- the stage vocabulary: `Stage` (status.stage), the `PAUSED` hold that status.phase
+  shows over a rollout stage while it is held, and `Phase` (status.phase), built from
+  `Stage` and the hold, so each stage name is spelled once;
+- the condition types;
+- the children's roles, names, labels and metadata, and the field manager.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+# --------------------------------------------------------------------------- stages
+
+
+class Stage(StrEnum):
+    """The stage a revision is in; the phase shows Paused over it while it is held."""
+
+    INITIALIZING = "Initializing"
+    STABLE = "Stable"
+    SHADOWING = "Shadowing"
+    PROGRESSING = "Progressing"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+PAUSED = "Paused"
+"""Not a stage but a hold: status.phase shows it over a rollout stage while held."""
+
+ROLLOUT_STAGES = (Stage.SHADOWING, Stage.PROGRESSING, Stage.PROMOTING)
+"""The stages a new revision is on trial in: the ones a hold, promote or abort act on."""
+
+WARM_STAGE = Stage.SUCCEEDED
+"""After promotion: the new revision serves while the previous one is kept warm."""
+
+
+def _phase_members() -> list[tuple[str, str]]:
+    members: list[tuple[str, str]] = []
+    for stage in Stage:
+        members.append((stage.name, stage.value))
+        if stage is Stage.PROGRESSING:  # the wire enum lists the hold here
+            members.append(("PAUSED", PAUSED))
+    return members
+
+
+Phase = StrEnum("Phase", _phase_members(), module=__name__)  # type: ignore[misc]
+Phase.__doc__ = "Where the ShadowRoute is in the life of a revision."
+
+
+def stage_of(phase: str) -> Stage | None:
+    """The stage a phase names; None for the Paused hold (or an unknown string)."""
+    try:
+        return Stage(phase)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- gates
+
+GATE_PREFIX = "shadowroute.io/"
+"""A gate is the annotation `shadowroute.io/<gate>: <token>` on the ShadowRoute."""
+GATE_NAMES = ("promote", "abort", "pause", "resume", "retry")
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+class ConditionType(StrEnum):
+    """The condition types every module reports under."""
+
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    ANALYSIS_HEALTHY = "AnalysisHealthy"
+
+
+# --------------------------------------------------------------------------- children
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "shadowroute"
+"""The managed-by label's value on every child."""
+FIELD_MANAGER = "shadowroute-operator"
+"""The one server-side-apply field manager of the operator."""
+CLI_FIELD_MANAGER = "kubectl-shadowroute"
+"""The plugin's field manager (its gate annotations)."""
+NAME_LABEL = "shadowroute.io/name"
+ROLE_LABEL = "shadowroute.io/role"
+REVISION_LABEL = "shadowroute.io/revision"
+LIVE_LABEL = "shadowroute.io/live"  # primary and canary pods: what the entry Service may pick
+PRIMARY, CANARY, SHADOW = "primary", "canary", "shadow"
+ROLES = (PRIMARY, CANARY, SHADOW)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ShadowRoute that owns every child (garbage collection, and our watch)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def child_name(owner_name: str, role: str | None) -> str:
+    return owner_name if role is None else f"{owner_name}-{role}"
+
+
+def selector(owner_name: str, role: str) -> dict[str, str]:
+    return {NAME_LABEL: owner_name, ROLE_LABEL: role}
+
+
+def child_labels(owner_name: str, role: str | None, revision: str | None = None) -> dict[str, str]:
+    labels = {MANAGED_BY: MANAGER, NAME_LABEL: owner_name}
+    if role:
+        labels[ROLE_LABEL] = role
+    if revision:
+        labels[REVISION_LABEL] = revision
+    return labels
+
+
+def child_metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The metadata of every child we create: its name, our labels, the owner."""
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [owner.reference()],
+    }
