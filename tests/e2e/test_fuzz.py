@@ -15,6 +15,7 @@ reconciling); set it higher for a longer run, e.g. SHADOWROUTE_FUZZ_EXAMPLES=200
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -47,9 +48,12 @@ def _manifest(i: int, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply(kubectl: KubectlFn, namespace: str, objs: list[dict[str, Any]], *flags: str):
+    # JSON, not YAML: kubectl reads YAML 1.1, where a drawn name such as `y` or `n` is a
+    # boolean that PyYAML (YAML 1.2 rules) writes unquoted.
+    as_list = {"apiVersion": "v1", "kind": "List", "items": objs}
     return kubectl(
         "apply", *flags, "-n", namespace, "-f", "-",
-        input=yaml.safe_dump_all(objs), check=False, timeout=180,
+        input=json.dumps(as_list), check=False, timeout=180,
     )  # fmt: skip
 
 
