@@ -72,6 +72,7 @@ class Loop:
 
     def __init__(self, sim: Sim, client: Scripted, kube: Any = None) -> None:
         self.sim, self.client, self.kube = sim, client, kube
+        self.secrets = secrets.Secrets()  # the operator's: its cache lives as long as it
         self.evaluations: list[analysis.Evaluation] = []
 
     async def tick(self, seconds: float = 1) -> analysis.Evaluation:
@@ -81,7 +82,14 @@ class Loop:
     async def reconcile(self) -> analysis.Evaluation:
         s = self.sim
         ev = await analysis.evaluate(
-            s.spec, s.status, "shop", "web", s.now, kube=self.kube, client=self.client
+            s.spec,
+            s.status,
+            "shop",
+            "web",
+            s.now,
+            kube=self.kube,
+            client=self.client,
+            secrets=self.secrets,
         )
         self.evaluations.append(ev)
         s.analysis = ev.signal
@@ -403,13 +411,6 @@ class FakeSecrets:
         return type("Secret", (), {"data": encoded})()
 
 
-@pytest.fixture(autouse=True)
-def no_secret_cache():
-    secrets._cache.clear()
-    yield
-    secrets._cache.clear()
-
-
 async def test_a_bearer_token_from_the_secret_is_sent() -> None:
     client = Scripted()
     extra = {"prometheus": {"address": "https://prom.test", "secretRef": {"name": "prom"}}}
@@ -450,10 +451,8 @@ async def test_a_secret_without_credentials_is_reported() -> None:
     ).spec
     with pytest.raises(secrets.CredentialsError, match="none of the keys"):
         await secrets.endpoint(spec.analysis, "shop", FakeSecrets({"other": "x"}))
-    secrets._cache.clear()
     with pytest.raises(secrets.CredentialsError, match="needs both username and password"):
         await secrets.endpoint(spec.analysis, "shop", FakeSecrets({"username": "x"}))
-    secrets._cache.clear()
     with pytest.raises(secrets.CredentialsError, match="not a PEM CA bundle"):
         await secrets.endpoint(spec.analysis, "shop", FakeSecrets({"ca.crt": "nope"}))
 
@@ -668,7 +667,7 @@ async def test_a_fixed_secret_is_used_once_read_again() -> None:
     await loop.tick(10)
     assert condition(loop) == ("False", "CredentialsInvalid")
     loop.kube.data = {"token": "t0ken-one"}
-    secrets.forget("shop", "prom")  # as the cache expiring would
+    loop.secrets.forget("shop", "prom")  # as the cache expiring would
     await loop.until(lambda s: s.stage == "Stable")
     assert client.endpoints[-1].headers == {"Authorization": "Bearer t0ken-one"}
     assert loop.sim.status.analysis.unreachable_since is None
