@@ -13,7 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from shadowroute import analysis
 from shadowroute.analysis import secrets
-from shadowroute.analysis.judge import Sample
+from shadowroute.analysis.judge import Answer, Sample
 from shadowroute.analysis.prometheus import Client, Endpoint, InvalidQuery, Unavailable
 from shadowroute.analysis.scope import run_time
 from shadowroute.api.models import ShadowRouteStatus, Verdict, parse_timestamp
@@ -688,3 +688,26 @@ async def test_a_credential_quoted_in_an_error_is_redacted_from_status_and_logs(
     assert "Bearer [redacted]" in s.analysis.message
     assert token not in s.model_dump_json() and token not in caplog.text
     assert "Bearer [redacted]" in caplog.text
+
+
+def test_a_planned_query_is_answered_by_prometheus_and_a_known_answer_without() -> None:
+    asked = Answer(samples=(Sample((), 1.0),))
+    known = Answer(error="cannot render the query template: x")
+    assert analysis.Planned(query="up").answered({"up": asked}) is asked
+    assert analysis.Planned(answer=known).answered({"up": asked}) is known
+    assert analysis.Planned().answered({}) == Answer()
+
+
+async def test_a_query_two_checks_share_is_asked_once_a_run() -> None:
+    client = Scripted()
+    metrics = [
+        {"name": "errors", "preset": "error-rate", "max": 0.05, "minRequests": 20},
+        {"name": "p95", "preset": "latency-p95", "max": 0.5, "minRequests": 20},
+    ]
+    loop = await rolled_out(client, metrics=metrics)
+    await loop.until(lambda s: s.canary_weight == 10)
+    before = len(client.asked)
+    await loop.tick(10)
+    run = [q for q, _ in client.asked[before:]]
+    assert len(run) == len(set(run)) == 3, run
+    assert [m.requests for m in loop.sim.status.analysis.metrics] == [500.0, 500.0]

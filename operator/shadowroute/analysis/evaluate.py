@@ -127,7 +127,9 @@ async def evaluate(
     AnalysisError and what failed in status.analysis, so the gates still act."""
     secrets = secrets if secrets is not None else Secrets()
     try:
-        return await _evaluate(spec, status, namespace, name, now, kube, client, secrets)
+        return await _evaluate(
+            spec, status, namespace, name, now, kube=kube, client=client, secrets=secrets
+        )
     except Exception as exc:
         return _failed(status, namespace, name, exc, secrets)
 
@@ -162,6 +164,7 @@ async def _evaluate(
     namespace: str,
     name: str,
     now: dt.datetime,
+    *,
     kube: Any,
     client: Client | None,
     secrets: Secrets,
@@ -194,7 +197,18 @@ async def _evaluate(
         when = next_run(a, last)
         wait = (when - now).total_seconds() if when else interval
         return Evaluation(last, standing_signal(last, scope), max(wait, 0.05))
-    run = Run(a, status, scope, last, namespace, name, now, kube, client or Client(), secrets)
+    run = Run(
+        spec=a,
+        status=status,
+        scope=scope,
+        last=last,
+        namespace=namespace,
+        name=name,
+        now=now,
+        kube=kube,
+        client=client or Client(),
+        secrets=secrets,
+    )
     evaluation = await _run(run)
     unavailable = evaluation.status.reason in (UNAVAILABLE, CREDENTIALS_INVALID)
     ANALYSIS_RUNS.labels("Unavailable" if unavailable else evaluation.status.verdict).inc()
