@@ -12,29 +12,31 @@ from typing import Any
 
 import kopf
 
-from . import analysis, traffic
+from . import traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.client import Kube, load_config
 from .names import MANAGED_BY, MANAGER, NAME_LABEL
-from .reconciler import reconcile
 from .scheduler import Scheduler
+from .services import Services
 
 log = logging.getLogger(__name__)
 
-_state: dict[str, Any] = {}
 DELIVERY_GRACE_SECONDS = 5.0
+SERVICES = "services"
+"""The memo key of the operator's Services (services.py), set at startup."""
 
 
-def scheduler() -> Scheduler:
-    return _state["scheduler"]
+def scheduler(memo: kopf.Memo) -> Scheduler:
+    services: Services = memo[SERVICES]
+    return services.scheduler
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Build the operator-wide services into the memo (kopf copies the memo into every
+    resource's handlers once startup is done)."""
     load_config()
-    kube = Kube()
-    _state["kube"] = kube
-    _state["scheduler"] = Scheduler(lambda ns, name: reconcile(kube, ns, name))
+    memo[SERVICES] = Services.build(Kube())
     settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): at one
     # event per child change that drowns what matters.
@@ -49,31 +51,33 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     over (`memo.hand_over`, set by __main__ with --leader-elect) before waiting for
     anything else, so a stand-by takes over at once; then the webhook deliveries under
     way get up to DELIVERY_GRACE_SECONDS, and the HTTP session is closed."""
-    if "scheduler" in _state:
-        await _state["scheduler"].stop()
+    services: Services | None = memo.get(SERVICES)
+    if services is not None:
+        await services.scheduler.stop()
     hand_over = memo.get("hand_over")
     if hand_over is not None:
         await hand_over()
-    if "kube" in _state:
-        await _state["kube"].close()
-    await analysis.close(grace=DELIVERY_GRACE_SECONDS)
+    if services is not None:
+        await services.close(grace=DELIVERY_GRACE_SECONDS)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def shadowroute_event(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+async def shadowroute_event(
+    event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
     if event.get("type") == "DELETED":
-        scheduler().forget(namespace, name)
+        scheduler(memo).forget(namespace, name)
         return
-    scheduler().trigger(namespace, name)
+    scheduler(memo).trigger(namespace, name)
 
 
 # Children, routes included: a hand edit (a weight, a selector, replicas) is put back
 # at once, not at the next resync. A route kind whose CRD is not installed is only
 # logged by kopf, and picked up if the CRD appears later.
-async def child_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
+async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
     owner = labels.get(NAME_LABEL)
     if owner:
-        scheduler().trigger(namespace, owner)
+        scheduler(memo).trigger(namespace, owner)
 
 
 CHILD_RESOURCES = (

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from . import analysis, traffic
-from .analysis.notify import Notifier, transitions
+from .analysis.prometheus import Client
 from .api.duration import parse_duration
 from .api.models import (
     API_VERSION,
@@ -31,10 +31,12 @@ from .api.models import (
 from .api_errors import api_reason
 from .kube.client import Gone, Kube
 from .names import Owner
+from .notify import Notifier, transitions
 from .reasons import WRITE_FAILURES, Reason
 from .render import diff
 from .rollout import conditions
 from .rollout.observe import Observation
+from .secrets import Secrets
 from .wanted import Seen, wanted
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,19 @@ async def reconcile(
     now: dt.datetime | None = None,
     *,
     notifier: Notifier | None = None,
+    prometheus: Client | None = None,
+    secrets: Secrets | None = None,
     wake: Callable[[], None] | None = None,
 ) -> Outcome:
-    """`wake` asks for another reconcile of this route (a webhook delivery settled)."""
+    """`notifier`, `prometheus` and `secrets` are the operator's (services.py); without
+    them (tools, tests) this reconcile makes its own. `wake` asks for another reconcile
+    of this route (a webhook delivery settled)."""
     body = await kube.get_shadowroute(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Outcome(None, 0)
-    run = _Writes(kube, body, notifier or analysis.notifier(), wake)
+    run = _Writes(
+        kube, body, notifier or Notifier(), wake, prometheus or Client(), secrets or Secrets()
+    )
     try:
         return await _reconcile(run, now or dt.datetime.now(dt.UTC))
     except Gone:
@@ -82,6 +90,8 @@ class _Writes:
     body: dict[str, Any]
     notifier: Notifier
     wake: Callable[[], None] | None
+    prometheus: Client
+    secrets: Secrets
     count: int = 0
 
     @property
@@ -149,7 +159,9 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         kind: diff.index_by_name([o for o in objs if controlled_by(o, meta["uid"])])
         for kind, objs in children.items()
     }
-    evaluation = await analysis.evaluate(spec, status, namespace, name, now, kube=kube)
+    evaluation = await analysis.evaluate(
+        spec, status, namespace, name, now, kube=kube, client=w.prometheus, secrets=w.secrets
+    )
     owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
     seen = Seen(
         generation=int(meta.get("generation") or 0),

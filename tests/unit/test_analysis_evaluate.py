@@ -13,7 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from shadowroute import analysis
 from shadowroute.analysis import secrets
-from shadowroute.analysis.judge import Sample
+from shadowroute.analysis.judge import Answer, Sample
 from shadowroute.analysis.prometheus import Client, Endpoint, InvalidQuery, Unavailable
 from shadowroute.analysis.scope import run_time
 from shadowroute.api.models import ShadowRouteStatus, Verdict, parse_timestamp
@@ -72,6 +72,7 @@ class Loop:
 
     def __init__(self, sim: Sim, client: Scripted, kube: Any = None) -> None:
         self.sim, self.client, self.kube = sim, client, kube
+        self.secrets = secrets.Secrets()  # the operator's: its cache lives as long as it
         self.evaluations: list[analysis.Evaluation] = []
 
     async def tick(self, seconds: float = 1) -> analysis.Evaluation:
@@ -81,7 +82,14 @@ class Loop:
     async def reconcile(self) -> analysis.Evaluation:
         s = self.sim
         ev = await analysis.evaluate(
-            s.spec, s.status, "shop", "web", s.now, kube=self.kube, client=self.client
+            s.spec,
+            s.status,
+            "shop",
+            "web",
+            s.now,
+            kube=self.kube,
+            client=self.client,
+            secrets=self.secrets,
         )
         self.evaluations.append(ev)
         s.analysis = ev.signal
@@ -403,13 +411,6 @@ class FakeSecrets:
         return type("Secret", (), {"data": encoded})()
 
 
-@pytest.fixture(autouse=True)
-def no_secret_cache():
-    secrets._cache.clear()
-    yield
-    secrets._cache.clear()
-
-
 async def test_a_bearer_token_from_the_secret_is_sent() -> None:
     client = Scripted()
     extra = {"prometheus": {"address": "https://prom.test", "secretRef": {"name": "prom"}}}
@@ -450,10 +451,8 @@ async def test_a_secret_without_credentials_is_reported() -> None:
     ).spec
     with pytest.raises(secrets.CredentialsError, match="none of the keys"):
         await secrets.endpoint(spec.analysis, "shop", FakeSecrets({"other": "x"}))
-    secrets._cache.clear()
     with pytest.raises(secrets.CredentialsError, match="needs both username and password"):
         await secrets.endpoint(spec.analysis, "shop", FakeSecrets({"username": "x"}))
-    secrets._cache.clear()
     with pytest.raises(secrets.CredentialsError, match="not a PEM CA bundle"):
         await secrets.endpoint(spec.analysis, "shop", FakeSecrets({"ca.crt": "nope"}))
 
@@ -668,7 +667,7 @@ async def test_a_fixed_secret_is_used_once_read_again() -> None:
     await loop.tick(10)
     assert condition(loop) == ("False", "CredentialsInvalid")
     loop.kube.data = {"token": "t0ken-one"}
-    secrets.forget("shop", "prom")  # as the cache expiring would
+    loop.secrets.forget("shop", "prom")  # as the cache expiring would
     await loop.until(lambda s: s.stage == "Stable")
     assert client.endpoints[-1].headers == {"Authorization": "Bearer t0ken-one"}
     assert loop.sim.status.analysis.unreachable_since is None
@@ -689,3 +688,26 @@ async def test_a_credential_quoted_in_an_error_is_redacted_from_status_and_logs(
     assert "Bearer [redacted]" in s.analysis.message
     assert token not in s.model_dump_json() and token not in caplog.text
     assert "Bearer [redacted]" in caplog.text
+
+
+def test_a_planned_query_is_answered_by_prometheus_and_a_known_answer_without() -> None:
+    asked = Answer(samples=(Sample((), 1.0),))
+    known = Answer(error="cannot render the query template: x")
+    assert analysis.Planned(query="up").answered({"up": asked}) is asked
+    assert analysis.Planned(answer=known).answered({"up": asked}) is known
+    assert analysis.Planned().answered({}) == Answer()
+
+
+async def test_a_query_two_checks_share_is_asked_once_a_run() -> None:
+    client = Scripted()
+    metrics = [
+        {"name": "errors", "preset": "error-rate", "max": 0.05, "minRequests": 20},
+        {"name": "p95", "preset": "latency-p95", "max": 0.5, "minRequests": 20},
+    ]
+    loop = await rolled_out(client, metrics=metrics)
+    await loop.until(lambda s: s.canary_weight == 10)
+    before = len(client.asked)
+    await loop.tick(10)
+    run = [q for q, _ in client.asked[before:]]
+    assert len(run) == len(set(run)) == 3, run
+    assert [m.requests for m in loop.sim.status.analysis.metrics] == [500.0, 500.0]

@@ -23,12 +23,14 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "shadowroute names revision reasons api_errors",  # the root, the vocabulary, reasons
         "api",  # the resource's models
         "stages",  # what a stage means: pure queries every layer above asks
-        "rollout render observability",  # the state machine; the children; metrics/logs
+        # the state machine; the children; metrics/logs; Secrets read; the HTTP session
+        "rollout render observability secrets http",
         "traffic analysis",  # the providers' routes; the checks
-        "kube",  # the only code that talks to the API server
+        "kube notify",  # the only code that talks to the API server; the webhooks
         "wanted",  # what one reconcile wants: decision plus desired objects
         "reconciler cli",  # the operator's reconcile; the kubectl plugin
         "scheduler",
+        "services",  # the operator-wide services, built at startup
         "handlers",  # kopf wiring
         "__main__",
     )

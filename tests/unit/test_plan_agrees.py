@@ -10,8 +10,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from shadowroute.analysis.notify import Notifier
 from shadowroute.cli.plan import make_plan
+from shadowroute.notify import Notifier
 from shadowroute.reconciler import reconcile
 
 from .test_reconcile_reliability import CrashingKube

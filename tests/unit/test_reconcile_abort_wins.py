@@ -47,12 +47,12 @@ def settle_deployments(kube: FakeKube) -> None:
 
 
 class World:
-    def __init__(self, kube: FakeKube) -> None:
-        self.kube, self.now = kube, T0
+    def __init__(self, kube: FakeKube, prometheus: Any = None) -> None:
+        self.kube, self.now, self.prometheus = kube, T0, prometheus
 
     async def reconcile(self, seconds: float = 1) -> dict[str, Any]:
         self.now += dt.timedelta(seconds=seconds)
-        await reconcile(self.kube, NS, NAME, self.now)
+        await reconcile(self.kube, NS, NAME, self.now, prometheus=self.prometheus)
         settle_deployments(self.kube)
         return self.kube.body.get("status") or {}
 
@@ -77,8 +77,7 @@ async def test_abort_moves_the_weight_to_zero_while_the_analysis_raises(
     failure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = Breaking()
-    monkeypatch.setattr(analysis, "_client", client)
-    world = World(FakeKube(spec_dict(replicas=4, steps=STEPS, analysis=ANALYSIS)))
+    world = World(FakeKube(spec_dict(replicas=4, steps=STEPS, analysis=ANALYSIS)), client)
     await world.until(lambda s: s.get("phase") == "Stable")
     world.kube.body["spec"]["template"] = image_template("web:2")
     world.kube.body["metadata"]["generation"] += 1
@@ -91,7 +90,7 @@ async def test_abort_moves_the_weight_to_zero_while_the_analysis_raises(
             return await real(spec.model_copy(update={"analysis": a}), *args, **kwargs)
 
         monkeypatch.setattr(analysis, "evaluate", evaluate)
-        monkeypatch.setattr(analysis, "_client", _Healthy())
+        world.prometheus = _Healthy()
     status = await world.until(lambda s: s.get("canaryWeight") == 50)
     for _ in range(3):
         status = await world.reconcile(10)

@@ -16,10 +16,10 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 from shadowroute import reconciler
 from shadowroute.analysis import Evaluation
-from shadowroute.analysis.notify import Notifier
 from shadowroute.api import ShadowRouteStatus
 from shadowroute.api.models import AnalysisStatus, Verdict
 from shadowroute.kube.client import Gone, Kube
+from shadowroute.notify import Notifier
 from shadowroute.reconciler import reconcile
 from shadowroute.rollout.observe import AnalysisSignal, Health
 
@@ -115,7 +115,7 @@ def analysis_says(monkeypatch: pytest.MonkeyPatch, *signals: AnalysisSignal) -> 
     """The analysis verdicts of the next reconciles, in order (the last one repeats)."""
     left = list(signals)
 
-    async def evaluate(spec, status, namespace, name, now, kube=None, client=None):
+    async def evaluate(spec, status, namespace, name, now, kube=None, client=None, secrets=None):
         signal = left.pop(0) if len(left) > 1 else left[0]
         return Evaluation(status.analysis, signal)
 
@@ -364,7 +364,7 @@ async def test_an_analysis_hold_of_a_whole_interval_is_a_warning_event(
         )
         return a
 
-    async def evaluate(spec_, status, namespace, name, now_, kube=None, client=None):
+    async def evaluate(spec_, status, namespace, name, now_, kube=None, client=None, secrets=None):
         a = with_run(now_)
         return Evaluation(a, AnalysisSignal(Health.PENDING, a.reason, a.message))
 

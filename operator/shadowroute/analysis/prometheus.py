@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
+from ..http import Http
 from ..observability.metrics import observe_query
-from . import http
 from .judge import Sample
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -70,12 +70,13 @@ class Endpoint:
 @dataclass
 class Client:
     """Instant queries against one Prometheus API. `sleep` and `jitter` are seams for
-    tests; the session is the operator's shared one unless one is given."""
+    tests. The operator builds one at startup with its shared session (services.py);
+    without one given (tools, tests) a client has a session of its own."""
 
     attempts: int = 3
     base_delay: float = 0.2
     max_delay: float = 2.0
-    session: Callable[[], aiohttp.ClientSession] = http.session
+    session: Callable[[], aiohttp.ClientSession] = field(default_factory=lambda: Http().session)
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     jitter: Callable[[], float] = random.random
 

@@ -11,8 +11,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from shadowroute.analysis import secrets
-from shadowroute.analysis.notify import Notifier, transitions
 from shadowroute.api.models import (
     AnalysisSpec,
     ConditionStatus,
@@ -21,6 +19,7 @@ from shadowroute.api.models import (
     NotificationEvent,
     ShadowRouteStatus,
 )
+from shadowroute.notify import Notifier, transitions
 
 T = "2026-11-25T05:00:00Z"
 
@@ -209,14 +208,12 @@ async def test_a_url_from_a_secret(receiver) -> None:
             assert (name, namespace) == ("hooks", "shop")
             return type("S", (), {"data": {"slack": base64.b64encode(url.encode()).decode()}})()
 
-    secrets._cache.clear()
     spec = spec_with(
         [{"name": "s", "type": "slack", "urlSecretRef": {"name": "hooks", "key": "slack"}}]
     )
     await sent(
         spec, status(), with_history(status("Succeeded"), "Promoted", "Promoted"), kube=Kube()
     )
-    secrets._cache.clear()
     assert "revision rev2 promoted" in got[0]["text"]
 
 

@@ -31,8 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from ..api.duration import parse_duration
-from ..api.models import (
+from .analysis.judge import fmt
+from .api.duration import parse_duration
+from .api.models import (
     AnalysisSpec,
     NotificationEvent,
     PendingNotification,
@@ -41,10 +42,9 @@ from ..api.models import (
     WebhookType,
     parse_timestamp,
 )
-from ..names import ROLLOUT_STAGES, Stage
-from . import http
-from .judge import fmt
-from .secrets import CredentialsError, read_secret
+from .http import Http
+from .names import ROLLOUT_STAGES, Stage
+from .secrets import CredentialsError, Secrets
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +207,20 @@ Key = tuple[str, str]  # (namespace, name)
 
 class Notifier:
     """Decides which notices a status change sends (with a cooldown) and delivers the
-    pending ones in the background, once each per process."""
+    pending ones in the background, once each per process.
+
+    The operator builds one at startup with its shared session and Secrets
+    (services.py); without them (tools, tests) it has a session and Secrets of its own."""
 
     def __init__(
         self,
-        session: Callable[[], aiohttp.ClientSession] = http.session,
+        session: Callable[[], aiohttp.ClientSession] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        secrets: Secrets | None = None,
     ) -> None:
-        self._session = session
+        self._session = session if session is not None else Http().session
+        self._secrets = secrets if secrets is not None else Secrets()
         self._clock = clock
         self._sleep = sleep
         # When each notice was last sent, and the cooldown that then applied to it.
@@ -361,7 +366,7 @@ class Notifier:
     async def _deliver(self, hook: Webhook, notice: Notice, namespace: str, kube: Any) -> None:
         where = f"webhook {hook.name} of {namespace}/{notice.name}"
         try:
-            url = hook.url or await _secret_url(hook, namespace, kube)
+            url = hook.url or await _secret_url(hook, namespace, kube, self._secrets)
         except CredentialsError as exc:
             log.warning("%s: %s not sent: %s", where, notice.kind, exc)
             return
@@ -391,10 +396,10 @@ class Notifier:
         log.warning("%s: %s not delivered: %s", where, notice.kind, problem)
 
 
-async def _secret_url(hook: Webhook, namespace: str, kube: Any) -> str:
+async def _secret_url(hook: Webhook, namespace: str, kube: Any, secrets: Secrets) -> str:
     ref = hook.url_secret_ref
     assert ref is not None
-    data = await read_secret(kube, namespace, ref.name)
+    data = await secrets.read(kube, namespace, ref.name)
     if ref.key not in data:
         raise CredentialsError(f"Secret {namespace}/{ref.name} has no key {ref.key}")
     url = data[ref.key].decode(errors="replace").strip()
