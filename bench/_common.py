@@ -40,6 +40,16 @@ class Bench:
     custom: Any
     namespace: str
 
+    def parts(self) -> tuple[str, Any, str]:
+        """The kubeconfig, the custom-objects client, the namespace."""
+        return self.config, self.custom, self.namespace
+
+    def close(self) -> None:
+        """Delete the namespace; stop the local cluster if this process started it."""
+        self.core.delete_namespace(self.namespace)
+        if self.started:
+            stop_local_cluster()
+
 
 def open_bench(prefix: str) -> Bench:
     """Load the cluster's config, make the API clients and a namespace of our own."""

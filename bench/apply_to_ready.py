@@ -14,7 +14,7 @@ import threading
 import time
 
 import kubernetes
-from _common import OperatorProcess, open_bench, percentile, start_operator, stop_local_cluster
+from _common import OperatorProcess, open_bench, percentile, start_operator
 
 
 def body(name: str, replicas: int) -> dict:
@@ -49,13 +49,7 @@ def main() -> int:
     args = parser.parse_args()
 
     bench = open_bench("bench")
-    config, started, core, custom, ns = (
-        bench.config,
-        bench.started,
-        bench.core,
-        bench.custom,
-        bench.namespace,
-    )
+    config, custom, ns = bench.parts()
     op = start_operator(config, "--namespace", ns)
     created: dict[str, float] = {}
     ready: dict[str, float] = {}
@@ -120,9 +114,7 @@ def main() -> int:
         return 0 if len(latencies) == args.routes else 1
     finally:
         op.stop()
-        core.delete_namespace(ns)
-        if started:
-            stop_local_cluster()
+        bench.close()
 
 
 if __name__ == "__main__":

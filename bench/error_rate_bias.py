@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, open_bench, prometheus_of_cluster, start_operator, stop_local_cluster
+from _common import ROOT, open_bench, prometheus_of_cluster, start_operator
 from status_log import GROUP, PLURAL, VERSION, StatusLog
 
 LIMIT = 0.05
@@ -185,13 +185,7 @@ def main() -> int:
     deadline = started_at + args.max_seconds
 
     bench = open_bench("bench-bias")
-    config, started, core, custom, ns = (
-        bench.config,
-        bench.started,
-        bench.core,
-        bench.custom,
-        bench.namespace,
-    )
+    config, custom, ns = bench.parts()
     prometheus, targets = prometheus_of_cluster()
     sim_log = Path(f"/tmp/{ns}-traffic-sim.log")
     sim = subprocess.Popen(
@@ -232,9 +226,7 @@ def main() -> int:
         op.stop()
         sim.terminate()
         sim.wait(10)
-        core.delete_namespace(ns)
-        if started:
-            stop_local_cluster()
+        bench.close()
     promoted = [r for r in results if r.outcome == "promoted"]
     passed = [r for r in results if r.passed]
     back = [r for r in results if r.outcome == "rolled back"]

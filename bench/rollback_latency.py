@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-from _common import ROOT, open_bench, prometheus_of_cluster, start_operator, stop_local_cluster
+from _common import ROOT, open_bench, prometheus_of_cluster, start_operator
 
 GROUP, VERSION, PLURAL = "shadowroute.io", "v1alpha1", "shadowroutes"
 
@@ -168,13 +168,7 @@ def main() -> int:
     args = parser.parse_args()
 
     bench = open_bench("bench-rollback")
-    config, started, core, custom, ns = (
-        bench.config,
-        bench.started,
-        bench.core,
-        bench.custom,
-        bench.namespace,
-    )
+    config, custom, ns = bench.parts()
     prometheus, targets = prometheus_of_cluster()
     log = Path(f"/tmp/{ns}-traffic-sim.log")
     sim = subprocess.Popen(
@@ -216,9 +210,7 @@ def main() -> int:
         op.stop()
         sim.terminate()
         sim.wait(10)
-        core.delete_namespace(ns)
-        if started:
-            stop_local_cluster()
+        bench.close()
     lat = [r["latency"] for r in results]
     print(
         f"first bad sample -> canary weight 0 over {len(lat)} runs: "

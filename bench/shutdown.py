@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 
-from _common import OperatorProcess, open_bench, percentile, stop_local_cluster
+from _common import OperatorProcess, open_bench, percentile
 
 
 def route(name: str) -> dict:
@@ -77,13 +77,7 @@ def main() -> int:
     args = parser.parse_args()
 
     bench = open_bench("bench")
-    config, started, core, custom, ns = (
-        bench.config,
-        bench.started,
-        bench.core,
-        bench.custom,
-        bench.namespace,
-    )
+    config, custom, ns = bench.parts()
     flags = ["--namespace", ns]
     if args.leader_elect:
         flags += ["--leader-elect", "--leader-election-namespace", ns,
@@ -152,9 +146,7 @@ def main() -> int:
     finally:
         for op in running:
             op.stop()
-        core.delete_namespace(ns)
-        if started:
-            stop_local_cluster()
+        bench.close()
 
 
 if __name__ == "__main__":
