@@ -22,7 +22,13 @@ def test_the_shell_and_the_providers_spell_no_reason_of_their_own() -> None:
     """Where reasons are written (the reconciler, route failures), each is a
     catalogue member, not a string literal that could drift from the docs."""
     values = {r.value for r in Reason}
-    for path in ("reconciler.py", "traffic/failures.py", "traffic/gatewayapi.py"):
+    for path in (
+        "reconciler.py",
+        "traffic/failures.py",
+        "traffic/gatewayapi.py",
+        "rollout/machine.py",
+        "rollout/conditions.py",
+    ):
         tree = ast.parse((PACKAGE / path).read_text())
         literals = {
             n.value

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ..api.models import Condition, ConditionStatus, ShadowRouteStatus, format_timestamp
 from ..names import CANARY, PAUSED, ConditionType, Stage
+from ..reasons import Reason
 from ..stages import serving_role
 from .observe import Observation
 
@@ -14,9 +15,9 @@ READY = ConditionType.READY
 PROGRESSING = ConditionType.PROGRESSING
 DEGRADED = ConditionType.DEGRADED
 ANALYSIS_HEALTHY = ConditionType.ANALYSIS_HEALTHY
-ANALYSIS_PENDING = "AnalysisPending"
-ANALYSIS_PARTIAL = "PartialWindow"  # analysis.judge.PARTIAL_WINDOW
-AVAILABLE_REASON = "Available"
+ANALYSIS_PENDING = Reason.ANALYSIS_PENDING
+ANALYSIS_PARTIAL = Reason.PARTIAL_WINDOW
+AVAILABLE_REASON = Reason.AVAILABLE
 
 
 def set_condition(
@@ -50,9 +51,9 @@ def _analysis_healthy(s: ShadowRouteStatus, obs: Observation, now: datetime) -> 
         # Within bounds on a window that cannot back a pass yet: no evidence either way.
         status, reason, message = "Unknown", a.reason, a.message
     elif a.verdict == "Pass":
-        status, reason, message = "True", a.reason or "AnalysisPassed", a.message
+        status, reason, message = "True", a.reason or Reason.ANALYSIS_PASSED, a.message
     else:
-        status, reason, message = "False", a.reason or "AnalysisFailed", a.message
+        status, reason, message = "False", a.reason or Reason.ANALYSIS_FAILED, a.message
     set_condition(s, ANALYSIS_HEALTHY, status, reason, message, now)
 
 
@@ -66,28 +67,31 @@ def _ready(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
             f"{name} Deployment is available with revision {serving.revision}", now,
         )  # fmt: skip
     elif s.stage in ("", Stage.INITIALIZING, Stage.FAILED):
-        set_condition(s, READY, "False", "Initializing", s.message or "waiting for primary", now)
+        why = s.message or "waiting for primary"
+        set_condition(s, READY, "False", Reason.INITIALIZING, why, now)
     else:
-        set_condition(s, READY, "False", "Unavailable", f"{name} Deployment is not available", now)
+        why = f"{name} Deployment is not available"
+        set_condition(s, READY, "False", Reason.UNAVAILABLE, why, now)
 
 
 _PROGRESS_REASONS = {
-    Stage.INITIALIZING: ("True", "Initializing"),
-    Stage.SHADOWING: ("True", "Shadowing"),
-    Stage.PROGRESSING: ("True", "CanaryProgressing"),
-    Stage.PROMOTING: ("True", "Promoting"),
-    Stage.SUCCEEDED: ("True", "KeepingPreviousWarm"),
-    Stage.STABLE: ("False", "Stable"),
-    Stage.FAILED: ("False", "ProgressDeadlineExceeded"),
+    Stage.INITIALIZING: ("True", Reason.INITIALIZING),
+    Stage.SHADOWING: ("True", Reason.SHADOWING),
+    Stage.PROGRESSING: ("True", Reason.CANARY_PROGRESSING),
+    Stage.PROMOTING: ("True", Reason.PROMOTING),
+    Stage.SUCCEEDED: ("True", Reason.KEEPING_PREVIOUS_WARM),
+    Stage.STABLE: ("False", Reason.STABLE),
+    Stage.FAILED: ("False", Reason.PROGRESS_DEADLINE_EXCEEDED),
 }
 
 
 def _progressing(s: ShadowRouteStatus, now: datetime, paused: bool) -> None:
     if s.stage == Stage.ROLLED_BACK:
-        status, reason = "False", s.rollback_reason or "RolledBack"
+        status, reason = "False", s.rollback_reason or Reason.ROLLED_BACK
     elif s.phase == PAUSED:
         status = "Unknown"
-        reason = "WaitingForPromotion" if s.waiting_for_promotion and not paused else "Paused"
+        waiting = s.waiting_for_promotion and not paused
+        reason = Reason.WAITING_FOR_PROMOTION if waiting else Reason.PAUSED
     else:
         status, reason = _PROGRESS_REASONS.get(
             s.stage or Stage.INITIALIZING, ("Unknown", "Unknown")
@@ -98,16 +102,18 @@ def _progressing(s: ShadowRouteStatus, now: datetime, paused: bool) -> None:
 def _degraded(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
     if not obs.primary_template_known:
         set_condition(
-            s, DEGRADED, "True", "StableTemplateLost",
+            s, DEGRADED, "True", Reason.STABLE_TEMPLATE_LOST,
             "the primary Deployment that held the stable template is gone; "
             "it is recreated from the current template", now,
         )  # fmt: skip
     elif s.stage == Stage.ROLLED_BACK:
-        set_condition(s, DEGRADED, "True", s.rollback_reason or "RolledBack", s.message or "", now)
+        set_condition(
+            s, DEGRADED, "True", s.rollback_reason or Reason.ROLLED_BACK, s.message or "", now
+        )
     elif s.stage == Stage.FAILED:
-        set_condition(s, DEGRADED, "True", "ProgressDeadlineExceeded", s.message or "", now)
+        set_condition(s, DEGRADED, "True", Reason.PROGRESS_DEADLINE_EXCEEDED, s.message or "", now)
     else:
-        set_condition(s, DEGRADED, "False", "AsExpected", "", now)
+        set_condition(s, DEGRADED, "False", Reason.AS_EXPECTED, "", now)
 
 
 def readiness_lost(old: ShadowRouteStatus, new: ShadowRouteStatus) -> Condition | None:

@@ -20,12 +20,14 @@ from typing import Any
 from ..api.duration import parse_duration
 from ..api.models import (
     HistoryEntry,
+    Outcome,
     ShadowRouteSpec,
     ShadowRouteStatus,
     format_timestamp,
     parse_timestamp,
 )
 from ..names import CANARY, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
+from ..reasons import Reason
 from ..revision import template_revision
 from ..stages import canary_step, current_step, in_rollout, replicas_for
 from . import conditions
@@ -141,10 +143,10 @@ def _acknowledge_gates(run: _Run) -> None:
         run.fired.discard("resume" if g.pause > g.resume else "pause")
     if "pause" in run.fired and not s.user_paused:
         s.user_paused = True
-        run.event("Paused", "paused by the pause gate")
+        run.event(Reason.PAUSED, "paused by the pause gate")
     if "resume" in run.fired and s.user_paused:
         s.user_paused = False
-        run.event("Resumed", "resumed by the resume gate")
+        run.event(Reason.RESUMED, "resumed by the resume gate")
     held_before = s.phase == PAUSED and not s.waiting_for_promotion
     if held_before and not run.paused and not s.stage_ready_at:
         # Released (by the gate or by spec.paused): the progress deadline does not
@@ -195,7 +197,7 @@ def _start_rollout(run: _Run, why: str) -> None:
         _enter(run, Stage.SHADOWING)
     else:
         _enter(run, Stage.PROGRESSING, 0)
-    run.event("RolloutStarted", f"revision {run.desired} ({why}): {_stage_text(run)}")
+    run.event(Reason.ROLLOUT_STARTED, f"revision {run.desired} ({why}): {_stage_text(run)}")
 
 
 def _rollback(run: _Run, reason: str, message: str) -> None:
@@ -209,7 +211,7 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
     s.canary_revision = ""
     _enter(run, Stage.ROLLED_BACK)
     s.message = f"revision {revision} rolled back: {message}"
-    _history(run, revision, "RolledBack", reason, message)
+    _history(run, revision, Outcome.ROLLED_BACK, reason, message)
     run.event(
         reason,
         f"rolled back revision {revision}: {message}; all traffic on {s.stable_revision}",
@@ -252,7 +254,7 @@ def _analysis(run: _Run) -> AnalysisSignal | None:
 def _analysis_failed(run: _Run) -> bool:
     a = _analysis(run)
     if a is not None and a.health is Health.FAILED:
-        _rollback(run, a.reason or "AnalysisFailed", a.message or "analysis failed")
+        _rollback(run, a.reason or Reason.ANALYSIS_FAILED, a.message or "analysis failed")
         return True
     return False
 
@@ -283,14 +285,14 @@ def _initializing(run: _Run) -> None:
         s.stage_ready_at = run.ts
         _to_stable(run, f"revision {run.desired} is available")
         run.event(
-            "Available", f"revision {run.desired} is available on {run.spec.replicas} replicas"
+            Reason.AVAILABLE, f"revision {run.desired} is available on {run.spec.replicas} replicas"
         )
         return
     s.message = f"waiting for revision {run.desired} to become available"
     if s.stage == Stage.INITIALIZING and _deadline_passed(run):
         _enter(run, Stage.FAILED)
         s.message = f"revision {run.desired} not available within {run.spec.progress_deadline}"
-        run.event("ProgressDeadlineExceeded", s.message, warning=True)
+        run.event(Reason.PROGRESS_DEADLINE_EXCEEDED, s.message, warning=True)
 
 
 def _failed(run: _Run) -> None:
@@ -299,12 +301,12 @@ def _failed(run: _Run) -> None:
     if s.primary_revision != run.desired:
         s.primary_revision = run.desired
         _enter(run, Stage.INITIALIZING)
-        run.event("Initializing", f"a new template: trying revision {run.desired}")
+        run.event(Reason.INITIALIZING, f"a new template: trying revision {run.desired}")
         return
     if _ready(run.obs.primary, run.desired, run.spec.replicas):
         s.stable_revision = run.desired
         _to_stable(run, f"revision {run.desired} is available")
-        run.event("Available", f"revision {run.desired} is available")
+        run.event(Reason.AVAILABLE, f"revision {run.desired} is available")
 
 
 def _stable(run: _Run) -> None:
@@ -341,7 +343,7 @@ def _rolled_back(run: _Run) -> None:
     s.primary_revision = s.stable_revision
     if run.desired == s.stable_revision:
         _to_stable(run, f"template reverted; revision {s.stable_revision} is serving")
-        run.event("Stable", s.message)
+        run.event(Reason.STABLE, s.message)
         return
     if "retry" in run.fired:
         _start_rollout(run, "retry gate")
@@ -365,25 +367,31 @@ def _rollout_prelude(run: _Run) -> bool:
             _history(
                 run,
                 old,
-                "Cancelled",
-                "TemplateReverted",
+                Outcome.CANCELLED,
+                Reason.TEMPLATE_REVERTED,
                 "the template is back at the stable revision",
             )
             _to_stable(run, f"rollout of {old} cancelled; revision {s.stable_revision} is serving")
-            run.event("RolloutCancelled", s.message)
+            run.event(Reason.ROLLOUT_CANCELLED, s.message)
         else:
-            _history(run, old, "Superseded", "NewTemplate", f"superseded by revision {run.desired}")
+            _history(
+                run,
+                old,
+                Outcome.SUPERSEDED,
+                Reason.NEW_TEMPLATE,
+                f"superseded by revision {run.desired}",
+            )
             _start_rollout(run, f"supersedes {old}")
         return True
     if "abort" in run.fired:
-        _rollback(run, "Aborted", "the abort gate was used")
+        _rollback(run, Reason.ABORTED, "the abort gate was used")
         return True
     if _analysis_failed(run):
         return True
     if "promote" in run.fired and s.stage != Stage.PROMOTING:
         s.mirror_percent = 0
         _enter(run, Stage.PROMOTING)
-        run.event("PromoteRequested", "the promote gate skips the remaining stages")
+        run.event(Reason.PROMOTE_REQUESTED, "the promote gate skips the remaining stages")
         return True
     return False
 
@@ -397,7 +405,7 @@ def _hold_or_timeout(run: _Run, what: str) -> None:
         s.stage_ready_at = None
         s.stage_started_at = run.ts
         run.event(
-            "ReadinessLost",
+            Reason.READINESS_LOST,
             f"{what} is no longer ready; rolled back unless ready again within "
             f"{run.spec.progress_deadline}",
             warning=True,
@@ -405,7 +413,7 @@ def _hold_or_timeout(run: _Run, what: str) -> None:
     if _deadline_passed(run):
         _rollback(
             run,
-            "ProgressDeadlineExceeded",
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
             f"{what} not ready within {run.spec.progress_deadline}",
         )
     else:
@@ -418,7 +426,7 @@ def _shadowing(run: _Run) -> None:
     s, shadow = run.s, run.spec.strategy.shadow
     if shadow is None:  # the stage was removed from the spec mid-rollout
         _enter(run, Stage.PROGRESSING, 0)
-        run.event("ShadowRemoved", f"the shadow stage left the spec; {_stage_text(run)}")
+        run.event(Reason.SHADOW_REMOVED, f"the shadow stage left the spec; {_stage_text(run)}")
         return
     want = replicas_for(SHADOW, run.spec, s)
     if not _ready(run.obs.shadow, run.desired, want):
@@ -439,7 +447,7 @@ def _shadowing(run: _Run) -> None:
         return
     s.mirror_percent = 0
     _enter(run, Stage.PROGRESSING, 0)
-    run.event("ShadowPassed", f"shadow of revision {run.desired} passed; {_stage_text(run)}")
+    run.event(Reason.SHADOW_PASSED, f"shadow of revision {run.desired} passed; {_stage_text(run)}")
 
 
 def _progressing(run: _Run) -> None:
@@ -472,7 +480,7 @@ def _progressing(run: _Run) -> None:
         return
     if not s.stage_ready_at:
         s.stage_ready_at = run.ts
-        run.event("StepReady", f"{what}: revision {run.desired} ready, weight {weight}%")
+        run.event(Reason.STEP_READY, f"{what}: revision {run.desired} ready, weight {weight}%")
     s.canary_weight = weight
     if duration:
         done_at = parse_time(s.stage_ready_at) + timedelta(seconds=parse_duration(duration))
@@ -494,10 +502,10 @@ def _progressing(run: _Run) -> None:
     run.fired.discard("resume")  # spent: it releases one step, not the next one too
     if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):
         _enter(run, Stage.PROGRESSING, s.current_step + 1)
-        run.event("StepAdvanced", _stage_text(run))
+        run.event(Reason.STEP_ADVANCED, _stage_text(run))
     else:
         _enter(run, Stage.PROMOTING)
-        run.event("Promoting", f"revision {run.desired} passed every stage; promoting")
+        run.event(Reason.PROMOTING, f"revision {run.desired} passed every stage; promoting")
 
 
 def _promoting(run: _Run) -> None:
@@ -519,9 +527,9 @@ def _promoting(run: _Run) -> None:
     s.promoted_at = run.ts
     _enter(run, Stage.SUCCEEDED)
     s.message = f"revision {run.desired} promoted; revision {previous} kept warm"
-    _history(run, run.desired, "Promoted", "Promoted", f"replaced revision {previous}")
+    _history(run, run.desired, Outcome.PROMOTED, Reason.PROMOTED, f"replaced revision {previous}")
     run.event(
-        "Promoted",
+        Reason.PROMOTED,
         f"revision {run.desired} serves all traffic; {previous} kept warm for {run.spec.keep_warm}",
     )
 
@@ -534,17 +542,20 @@ def _succeeded(run: _Run) -> None:
     failed = _analysis(run) is not None and _analysis(run).health is Health.FAILED
     if warm and (run.desired == s.previous_revision or "abort" in run.fired or failed):
         if run.desired == s.previous_revision:
-            reason, message = "TemplateReverted", "the template is back at the previous revision"
+            reason, message = (
+                Reason.TEMPLATE_REVERTED,
+                "the template is back at the previous revision",
+            )
         elif "abort" in run.fired:
-            reason, message = "Aborted", "the abort gate was used in the warm period"
+            reason, message = Reason.ABORTED, "the abort gate was used in the warm period"
         else:
-            reason = _analysis(run).reason or "AnalysisFailed"
+            reason = _analysis(run).reason or Reason.ANALYSIS_FAILED
             message = _analysis(run).message or "analysis failed in the warm period"
         new = s.stable_revision
         s.stable_revision = s.previous_revision
         s.canary_revision = new
         if run.desired == s.stable_revision:
-            _history(run, new, "RolledBack", reason, message)
+            _history(run, new, Outcome.ROLLED_BACK, reason, message)
             _to_stable(run, f"revision {new} rolled back ({message}); {s.stable_revision} serves")
             run.event(reason, s.message, warning=True)
         else:
@@ -552,7 +563,7 @@ def _succeeded(run: _Run) -> None:
         return
     if "abort" in run.fired:
         run.event(
-            "AbortIgnored",
+            Reason.ABORT_IGNORED,
             f"revision {s.previous_revision or 'before'} is no longer running; "
             "revert the template to roll back",
             warning=True,
@@ -586,7 +597,7 @@ def _succeeded(run: _Run) -> None:
         s.message = f"primary rolling to revision {s.stable_revision}; traffic stays on the canary"
         if _deadline_passed(run):
             run.event(
-                "HandoverSlow",
+                Reason.HANDOVER_SLOW,
                 f"primary not ready with revision {s.stable_revision} within "
                 f"{run.spec.progress_deadline}; traffic stays on the canary",
                 warning=True,
@@ -595,7 +606,7 @@ def _succeeded(run: _Run) -> None:
             run.wake_at(run.now + timedelta(seconds=parse_duration(run.spec.progress_deadline)))
         return
     _to_stable(run, f"revision {s.stable_revision} is serving from primary")
-    run.event("Stable", s.message)
+    run.event(Reason.STABLE, s.message)
 
 
 def _stage_text(run: _Run) -> str:
