@@ -47,8 +47,8 @@ def test_models_accept_what_the_api_server_accepts(make) -> None:
 
 
 def test_every_rule_is_exercised_by_the_table() -> None:
-    for _, message, _ in TRAFFIC_RULES + SPEC_TRAFFIC_RULES:
-        assert any(c.says in message for c in cases.INVALID if not c.schema_only), message
+    for r in TRAFFIC_RULES + SPEC_TRAFFIC_RULES:
+        assert any(c.says in r.message for c in cases.INVALID if not c.schema_only), r.message
 
 
 def test_rules_report_at_the_field_they_are_about() -> None:
@@ -58,8 +58,9 @@ def test_rules_report_at_the_field_they_are_about() -> None:
         (SCHEMA["properties"]["spec"], SPEC_TRAFFIC_RULES),
     ):
         by_rule = {r["rule"]: r for r in node["x-kubernetes-validations"]}
-        for rule, message, field_path in rules:
-            assert by_rule[rule] == {"rule": rule, "message": message, "fieldPath": field_path}
+        for r in rules:
+            expected = {"rule": r.rule(), "message": r.message, "fieldPath": r.field}
+            assert by_rule[r.rule()] == expected
 
 
 def test_the_traffic_section_of_the_schema() -> None:

@@ -4,7 +4,9 @@ The CRD's OpenAPI schema, CEL rules included, is generated from these classes
 (``shadowroute.api.crd``), and the operator parses what the API server hands it with
 the same classes, so Python and the API server agree on what a valid ShadowRoute is.
 Every CEL rule placed on a model here has a Python twin (a validator) so that a spec
-built in Python is held to the same rules as one applied with kubectl.
+built in Python is held to the same rules as one applied with kubectl. Cross-field
+rules are declared once (api/rules.py) and give both forms; durations carry their
+bounds the same way (api/duration.py).
 
 Field names are snake_case in Python and camelCase on the wire (``to_k8s``).
 Timestamps are RFC 3339 strings, as the API server stores them, so dumping a status
@@ -36,6 +38,7 @@ from pydantic.alias_generators import to_camel
 
 from ..names import ROLES, Phase, Stage
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
+from .rules import Has, Is, Lacks, Rule, enforce, validations
 
 GROUP = "shadowroute.io"
 VERSION = "v1alpha1"
@@ -805,76 +808,81 @@ class IstioTraffic(SpecModel):
         return self
 
 
-def _section_rules() -> list[tuple[str, str, str]]:
-    rules = []
-    for key, provider in (("gatewayAPI", "gatewayapi"), ("nginx", "nginx"), ("istio", "istio")):
-        rules.append(
-            (
-                f"!has(self.{key}) || self.provider == '{provider}'",
-                f"spec.traffic.{key} is set but spec.traffic.provider is not {provider}",
-                f".{key}",
-            )
+TRAFFIC_RULES: list[Rule] = [
+    *(
+        Rule(
+            f"spec.traffic.{key} is set but spec.traffic.provider is not {provider}",
+            f".{key}",
+            when=(Has(key),),
+            must=Is("provider", provider),
         )
-    return rules
-
-
-TRAFFIC_RULES: list[tuple[str, str, str]] = [
-    *_section_rules(),
-    (
-        "self.provider != 'gatewayapi' || has(self.gatewayAPI)",
+        for key, provider in (("gatewayAPI", "gatewayapi"), ("nginx", "nginx"), ("istio", "istio"))
+    ),
+    Rule(
         "spec.traffic.gatewayAPI is required with provider gatewayapi: parentRefs for an "
         "HTTPRoute the operator owns, or httpRoute for a rule of yours",
         ".gatewayAPI",
+        when=(Is("provider", "gatewayapi"),),
+        must=Has("gatewayAPI"),
     ),
-    (
-        "self.provider != 'none' || !has(self.port)",
+    Rule(
         "spec.traffic.port is for the route of a provider; provider none has no route",
         ".port",
+        when=(Is("provider", "none"),),
+        must=Lacks("port"),
     ),
-    (
-        "self.provider != 'none' || !has(self.preview)",
+    Rule(
         "spec.traffic.preview needs a provider that routes by header or path (gatewayapi, "
         "nginx or istio); with none, reach the new version through the <name>-canary Service",
         ".preview",
+        when=(Is("provider", "none"),),
+        must=Lacks("preview"),
     ),
-    (
-        "self.provider != 'none' || !has(self.stickiness)",
+    Rule(
         "spec.traffic.stickiness needs a provider that routes by cookie or header (gatewayapi, "
         "nginx or istio): with none one Service picks a pod per connection",
         ".stickiness",
+        when=(Is("provider", "none"),),
+        must=Lacks("stickiness"),
     ),
-    (
-        "self.provider != 'nginx' || !has(self.preview) || !has(self.preview.pathPrefix)",
+    Rule(
         "spec.traffic.preview.pathPrefix is not supported with provider nginx: the canary "
         "Ingress must serve the stable Ingress's paths; use spec.traffic.preview.header",
         ".preview.pathPrefix",
+        when=(Is("provider", "nginx"),),
+        must=Lacks("preview.pathPrefix"),
     ),
-    (
-        "self.provider != 'nginx' || !has(self.stickiness) || !has(self.stickiness.header)",
+    Rule(
         "spec.traffic.stickiness.header is not supported with provider nginx: ingress-nginx "
         "cannot add a header to the canary's responses; use spec.traffic.stickiness.cookie",
         ".stickiness.header",
+        when=(Is("provider", "nginx"),),
+        must=Lacks("stickiness.header"),
     ),
-    (
-        "!has(self.gatewayAPI) || !has(self.gatewayAPI.httpRoute) || !has(self.preview)",
+    Rule(
         "spec.traffic.preview is not supported with spec.traffic.gatewayAPI.httpRoute: the "
         "operator changes only the weights and mirror of your rule; add a preview rule "
         "to <name>-canary to your HTTPRoute",
         ".preview",
+        when=(Has("gatewayAPI.httpRoute"),),
+        must=Lacks("preview"),
     ),
-    (
-        "!has(self.gatewayAPI) || !has(self.gatewayAPI.httpRoute) || !has(self.stickiness)",
+    Rule(
         "spec.traffic.stickiness is not supported with spec.traffic.gatewayAPI.httpRoute: it "
         "needs rules of its own in the route, which stays yours",
         ".stickiness",
+        when=(Has("gatewayAPI.httpRoute"),),
+        must=Lacks("stickiness"),
     ),
 ]
+"""How spec.traffic's fields fit its provider; each rule gives both the CEL rule and
+the Python check (api/rules.py)."""
 
 
 class TrafficSpec(SpecModel):
     """The data plane that carries the weights, the mirror, the preview and stickiness."""
 
-    model_config = ConfigDict(json_schema_extra=cel_rules(*TRAFFIC_RULES))
+    model_config = ConfigDict(json_schema_extra=validations(TRAFFIC_RULES))
 
     provider: TrafficProvider = Field(
         TrafficProvider.NONE,
@@ -902,32 +910,7 @@ class TrafficSpec(SpecModel):
 
     @model_validator(mode="after")
     def _fits_the_provider(self) -> Self:
-        """The Python twin of TRAFFIC_RULES, in the same order with the same messages."""
-        sections = {"gatewayAPI": self.gateway_api, "nginx": self.nginx, "istio": self.istio}
-        own_route = self.gateway_api is not None and self.gateway_api.http_route is not None
-        preview_path = self.preview is not None and self.preview.path_prefix is not None
-        sticky_header = self.stickiness is not None and self.stickiness.header is not None
-        broken = [
-            *(
-                sections[key] is not None and self.provider != provider
-                for key, provider in (
-                    ("gatewayAPI", "gatewayapi"),
-                    ("nginx", "nginx"),
-                    ("istio", "istio"),
-                )
-            ),
-            self.provider == "gatewayapi" and self.gateway_api is None,
-            self.provider == "none" and self.port is not None,
-            self.provider == "none" and self.preview is not None,
-            self.provider == "none" and self.stickiness is not None,
-            self.provider == "nginx" and preview_path,
-            self.provider == "nginx" and sticky_header,
-            own_route and self.preview is not None,
-            own_route and self.stickiness is not None,
-        ]
-        for failed, (_, message, _) in zip(broken, TRAFFIC_RULES, strict=True):
-            if failed:
-                raise ValueError(message)
+        enforce(self, TRAFFIC_RULES)
         return self
 
 
@@ -1288,33 +1271,52 @@ class AnalysisSpec(SpecModel):
         return metrics
 
 
-SPEC_TRAFFIC_RULES: list[tuple[str, str, str]] = [
-    (
-        "self.traffic.provider != 'none' || !has(self.strategy.shadow)",
+def _routed_port_is_tcp(spec: Any) -> bool:
+    traffic, ports = spec.traffic, spec.service.ports
+    return traffic.port is None or any(
+        p.port == traffic.port and p.protocol == Protocol.TCP for p in ports
+    )
+
+
+SPEC_TRAFFIC_RULES: list[Rule] = [
+    Rule(
         "spec.strategy.shadow needs a traffic provider that can mirror requests (gatewayapi, "
         "nginx or istio): spec.traffic.provider none moves whole requests between pods and "
         "cannot copy them",
         ".strategy.shadow",
+        when=(Is("traffic.provider", "none"),),
+        must=Lacks("strategy.shadow"),
     ),
-    (
-        "self.traffic.provider != 'nginx' || !has(self.strategy.shadow) || "
-        "self.strategy.shadow.mirrorPercent == 100",
+    Rule(
         "spec.strategy.shadow.mirrorPercent must be 100 with spec.traffic.provider nginx: "
         "ingress-nginx's mirror-target annotation copies every request",
         ".strategy.shadow.mirrorPercent",
+        cel="self.traffic.provider != 'nginx' || !has(self.strategy.shadow) || "
+        "self.strategy.shadow.mirrorPercent == 100",
+        check=lambda spec: (
+            spec.traffic.provider != TrafficProvider.NGINX
+            or spec.strategy.shadow is None
+            or spec.strategy.shadow.mirror_percent == 100
+        ),
     ),
-    (
-        "!has(self.traffic.port) || "
-        "self.service.ports.exists(p, p.port == self.traffic.port && p.protocol == 'TCP')",
+    Rule(
         "spec.traffic.port must be the port of a TCP entry of spec.service.ports",
         ".traffic.port",
+        cel="!has(self.traffic.port) || "
+        "self.service.ports.exists(p, p.port == self.traffic.port && p.protocol == 'TCP')",
+        check=_routed_port_is_tcp,
     ),
-    (
-        "self.traffic.provider == 'none' || has(self.traffic.port) || "
-        "self.service.ports[0].protocol == 'TCP'",
+    Rule(
         "spec.traffic.port is required when the first port of spec.service.ports is not TCP: "
         "routes carry HTTP",
         ".traffic.port",
+        cel="self.traffic.provider == 'none' || has(self.traffic.port) || "
+        "self.service.ports[0].protocol == 'TCP'",
+        check=lambda spec: (
+            spec.traffic.provider == TrafficProvider.NONE
+            or spec.traffic.port is not None
+            or spec.service.ports[0].protocol == Protocol.TCP
+        ),
     ),
 ]
 """Traffic rules that need more of the spec than spec.traffic (see TRAFFIC_RULES)."""
@@ -1323,7 +1325,7 @@ SPEC_TRAFFIC_RULES: list[tuple[str, str, str]] = [
 class ShadowRouteSpec(SpecModel):
     """The service and the version it should run; the operator never writes it."""
 
-    model_config = ConfigDict(json_schema_extra=cel_rules(*SPEC_TRAFFIC_RULES))
+    model_config = ConfigDict(json_schema_extra=validations(SPEC_TRAFFIC_RULES))
 
     replicas: int = Field(1, ge=0, le=1000, description="Pods of the primary version.")
     template: PodTemplate = Field(
@@ -1357,22 +1359,7 @@ class ShadowRouteSpec(SpecModel):
 
     @model_validator(mode="after")
     def _traffic_fits_the_spec(self) -> Self:
-        """The Python twin of SPEC_TRAFFIC_RULES, in the same order with the same messages."""
-        traffic, shadow, ports = self.traffic, self.strategy.shadow, self.service.ports
-        broken = [
-            traffic.provider == TrafficProvider.NONE and shadow is not None,
-            traffic.provider == TrafficProvider.NGINX
-            and shadow is not None
-            and shadow.mirror_percent != 100,
-            traffic.port is not None
-            and not any(p.port == traffic.port and p.protocol == Protocol.TCP for p in ports),
-            traffic.provider != TrafficProvider.NONE
-            and traffic.port is None
-            and ports[0].protocol != Protocol.TCP,
-        ]
-        for failed, (_, message, _) in zip(broken, SPEC_TRAFFIC_RULES, strict=True):
-            if failed:
-                raise ValueError(message)
+        enforce(self, SPEC_TRAFFIC_RULES)
         return self
 
 
