@@ -1,5 +1,8 @@
-"""One reconcile of one ShadowRoute: read, decide (pure), render (pure), write only
-what changed. The imperative shell around rollout/ and render/."""
+"""One reconcile of one ShadowRoute, the imperative shell around `wanted` (pure): read;
+decide and render; write the status first (the record of intent, with the Events and
+notices it decided); then the children that differ, routes first; then deliver the
+Events and notices and write what is left. Never writes an object this ShadowRoute
+does not control. See docs/reliability.md."""
 
 from __future__ import annotations
 

@@ -112,6 +112,19 @@ def namespace(kubectl: KubectlFn, request: pytest.FixtureRequest) -> Iterator[st
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def own_namespace(
+    kubectl: KubectlFn, crds_installed: None, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A namespace outside the session's prefix: the session's operator never reconciles
+    there, so the only operator on it is the one the test runs itself."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:30].strip("-")
+    name = f"own-{base}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture(scope="session")
 def crds_installed(kubectl: KubectlFn) -> None:
     for crd in sorted((ROOT / "crds").glob("*.yaml")):

@@ -140,8 +140,9 @@ def hooks(receiver: Receiver) -> dict[str, Any]:
 
 
 def test_kill_after_every_write_of_a_canary_rolled_back_by_its_analysis(
-    cluster: Cluster, kubectl: KubectlFn, namespace: str, crds_installed, receiver, tmp_path
+    cluster: Cluster, kubectl: KubectlFn, own_namespace: str, crds_installed, receiver, tmp_path
 ) -> None:
+    namespace = own_namespace  # only the operator this test kills reconciles here
     body = route("crashy", steps=[{"weight": 20, "pause": {"duration": "2s"}}, {"weight": 60}])
     body["spec"]["traffic"] = GATEWAY
     body["spec"]["analysis"] = {
@@ -173,8 +174,9 @@ def test_kill_after_every_write_of_a_canary_rolled_back_by_its_analysis(
 
 
 def test_kill_after_every_write_of_a_shadow_and_blue_green_promotion(
-    cluster: Cluster, kubectl: KubectlFn, namespace: str, crds_installed, receiver, tmp_path
+    cluster: Cluster, kubectl: KubectlFn, own_namespace: str, crds_installed, receiver, tmp_path
 ) -> None:
+    namespace = own_namespace  # only the operator this test kills reconciles here
     body = route(
         "crashbg",
         strategy={
@@ -210,8 +212,9 @@ def test_kill_after_every_write_of_a_shadow_and_blue_green_promotion(
 
 @pytest.mark.long
 def test_kill_after_every_write_of_a_canary_promoted_through_two_steps(
-    cluster: Cluster, kubectl: KubectlFn, namespace: str, crds_installed, receiver, tmp_path
+    cluster: Cluster, kubectl: KubectlFn, own_namespace: str, crds_installed, receiver, tmp_path
 ) -> None:
+    namespace = own_namespace  # only the operator this test kills reconciles here
     body = route("crashcan", traffic=GATEWAY)
     body["spec"]["analysis"] = {"notifications": hooks(receiver)}
     r = Route(kubectl, namespace, body)

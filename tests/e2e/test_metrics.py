@@ -27,10 +27,10 @@ def value(cluster: Cluster, expr: str) -> float | None:
 
 
 @pytest.fixture
-def scraped(cluster: Cluster, namespace: str, crds_installed: None, tmp_path: Path):
+def scraped(cluster: Cluster, own_namespace: str, crds_installed: None, tmp_path: Path):
     """An operator of its own for this namespace, registered as a Prometheus target."""
     assert cluster.prometheus and cluster.prometheus_targets, "no Prometheus to scrape with"
-    op = OperatorProcess(cluster.kubeconfig, tmp_path, "--namespace", namespace)
+    op = OperatorProcess(cluster.kubeconfig, tmp_path, "--namespace", own_namespace)
     op.start()
     job = f"shadowroute-test-{uuid.uuid4().hex[:8]}"
     target = cluster.prometheus_targets / f"{job}.json"
@@ -53,8 +53,9 @@ def scraped(cluster: Cluster, namespace: str, crds_installed: None, tmp_path: Pa
 
 
 def test_prometheus_scrapes_rollout_metrics(
-    scraped, cluster: Cluster, kubectl: KubectlFn, namespace: str
+    scraped, cluster: Cluster, kubectl: KubectlFn, own_namespace: str
 ) -> None:
+    namespace = own_namespace  # the scraped operator's alone
     op, job = scraped
     sel = f'job="{job}",namespace="{namespace}",name="metered"'
     r = Route(
@@ -108,8 +109,9 @@ def test_prometheus_scrapes_rollout_metrics(
 
 
 def test_prometheus_scrapes_shadow_and_analysis_metrics(
-    scraped, cluster: Cluster, kubectl: KubectlFn, namespace: str
+    scraped, cluster: Cluster, kubectl: KubectlFn, own_namespace: str
 ) -> None:
+    namespace = own_namespace  # the scraped operator's alone
     """While shadowing with an analysis against the real Prometheus: the mirror percent,
     each metric's last value and verdict, and the operator's own query timings and
     errors (a query Prometheus refuses) reach Prometheus."""
@@ -158,8 +160,9 @@ def test_prometheus_scrapes_shadow_and_analysis_metrics(
 
 
 def test_dashboard_panels_have_data(
-    scraped, cluster: Cluster, kubectl: KubectlFn, namespace: str
+    scraped, cluster: Cluster, kubectl: KubectlFn, own_namespace: str
 ) -> None:
+    namespace = own_namespace  # the scraped operator's alone
     """Each query of the dashboard's core panels returns series from a live operator."""
     _, job = scraped
     r = Route(kubectl, namespace, route("panel"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,15 +21,6 @@ from .test_rollout import route, stable
 
 pytestmark = pytest.mark.e2e
 LEASE = "shutdown-test"
-
-
-@pytest.fixture
-def own_namespace(kubectl: KubectlFn, crds_installed: None) -> Iterator[str]:
-    """Not under the session's prefix: the session's operator never reconciles here."""
-    name = f"shutdown-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture

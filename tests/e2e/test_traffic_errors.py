@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -135,15 +133,6 @@ def test_a_look_alike_route_is_never_deleted(make_sr, kubectl: KubectlFn) -> Non
 
 
 # --------------------------------------------------------------------------- CRD missing
-
-
-@pytest.fixture
-def own_namespace(kubectl: KubectlFn, crds_installed: None) -> Iterator[str]:
-    """A namespace no test operator watches: this test reconciles in-process."""
-    name = f"srx-kind-missing-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_a_missing_route_kind_is_degraded_with_the_servers_answer(
