@@ -139,9 +139,7 @@ class _Writes:
                 ],
             }
         )
-        self.notifier.forget(
-            self.namespace, self.name, settled - {n.id for n in done.pending_notifications}
-        )
+        self.notifier.forget(self.namespace, self.name, settled)
         return done, bool(left)
 
 
@@ -206,8 +204,6 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         _clear_reported_failure(final, decision.status)
     else:
         why, message = failure
-        if why == "Gone":
-            return Outcome(None, w.count)  # the namespace is going away, and we with it
         failed = _report_failure(final, status, why, message, now, meta["uid"])
         requeue = _earliest(requeue, _backoff(failed, now))
     # Events go out after the writes they tell of; then one status write says what
@@ -228,7 +224,8 @@ async def _apply(
     route_kinds: tuple[str, ...],
 ) -> tuple[str, str] | None:
     """Write the children that differ and delete stale routes; the reason and message
-    of the first failure (nothing after it is written), or None."""
+    of the first failure (nothing after it is written), or None. A namespace being
+    deleted raises Gone, as a ShadowRoute deleted mid-reconcile does."""
     kube, namespace, name = w.kube, w.namespace, w.name
     current: dict[str, Any] = {"kind": ""}  # the object being written, for the report
     try:
@@ -261,10 +258,7 @@ async def _apply(
         # only when that can have happened: a new spec, or a failure last time. Kinds
         # we may not list are skipped.
         found = {kind: list(live[kind].values()) for kind in route_kinds}
-        degraded = status.condition("Degraded")
-        if obs.generation != status.observed_generation or (
-            degraded is not None and degraded.status == "True"
-        ):
+        if obs.generation != status.observed_generation or _degraded(status):
             for kind in (k for k in traffic.ALL_ROUTE_KINDS if k not in found):
                 try:
                     found.update(await kube.list_children(namespace, name, (kind,)))
@@ -279,7 +273,7 @@ async def _apply(
     except ApiException as exc:
         reason, message = api_reason(exc)
         if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
-            return "Gone", message
+            raise Gone(message) from exc  # the namespace is going away, and we with it
         if exc.status == 422 and "Controller set to true" in message:
             return Reason.NAME_CONFLICT, (
                 f"{current['kind']} {current['metadata']['name']} is controlled by another "
@@ -413,15 +407,20 @@ def _earliest(*delays: float | None) -> float | None:
     return min(known) if known else None
 
 
-def _shell_failure(s: ShadowRouteStatus) -> bool:
+def _degraded(s: ShadowRouteStatus) -> bool:
     c = s.condition("Degraded")
-    return c is not None and c.status == "True" and c.reason in WRITE_FAILURES
+    return c is not None and c.status == "True"
+
+
+def _shell_failure(s: ShadowRouteStatus) -> bool:
+    """Degraded because a write failed (reported by the shell, not the state machine)."""
+    return _degraded(s) and s.condition("Degraded").reason in WRITE_FAILURES
 
 
 def _keep_reported_failure(intent: ShadowRouteStatus, old: ShadowRouteStatus) -> None:
     """A write failure stays reported until a write succeeds (not flipped back and
     forth by the decision, which knows nothing of writes)."""
-    if _shell_failure(old) and not _machine_degraded(intent):
+    if _shell_failure(old) and not _degraded(intent):
         intent.conditions = [
             old.condition("Degraded") if c.type == "Degraded" else c for c in intent.conditions
         ]
@@ -431,11 +430,6 @@ def _clear_reported_failure(final: ShadowRouteStatus, decided: ShadowRouteStatus
     """Every write succeeded: Degraded and Ready are what the decision says."""
     if _shell_failure(final):
         final.conditions = list(decided.conditions)
-
-
-def _machine_degraded(s: ShadowRouteStatus) -> bool:
-    c = s.condition("Degraded")
-    return c is not None and c.status == "True"
 
 
 def _report_failure(

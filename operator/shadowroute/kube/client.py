@@ -67,14 +67,19 @@ class WriteCounter:
     def add(self, kind: str) -> None:
         with self._lock:
             self.by_kind[kind] += 1
-            seen = self.by_kind[kind] if self._crash and self._crash[0] != "any" else None
-            total = sum(self.by_kind.values())
+            crash = self._crash is not None and self._crash_due(kind)
         API_WRITES.labels(kind).inc()
-        if self._crash is not None:
-            which, after = self._crash
-            if (which == "any" and total >= after) or (which == kind and seen == after):
-                log.warning("%s=%s: killing the operator after this write", CRASH_AFTER_ENV, kind)
-                os.kill(os.getpid(), signal.SIGKILL)
+        if crash:
+            log.warning("%s=%s: killing the operator after this write", CRASH_AFTER_ENV, kind)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _crash_due(self, kind: str) -> bool:
+        """The fault injection's write has just been made (called under the lock)."""
+        assert self._crash is not None
+        which, after = self._crash
+        if which == "any":
+            return sum(self.by_kind.values()) >= after
+        return which == kind and self.by_kind[kind] == after
 
     @property
     def total(self) -> int:
