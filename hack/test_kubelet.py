@@ -1,0 +1,562 @@
+"""A test kubelet: pods whose image the test world knows run as real local processes.
+
+    python hack/test_kubelet.py --kubeconfig K --log-dir D   # inside the pod network
+
+It runs inside the cluster's network namespace (hack/netbridge.py), where the pod
+range is local. For every scheduled pod whose containers all use an image of
+KNOWN_IMAGES (kwok is told to leave those pods alone; every other pod stays a kwok
+fake), it:
+
+- gives the pod an address in 10.244.128.0/17 (kwok's fakes get 10.244.0.0/17);
+- starts one process per container, the program the image stands for, with the
+  container's args, its literal env and fieldRef env (metadata.name, .namespace,
+  .uid, status.podIP, spec.nodeName), plus BIND_ADDRESS (the pod IP) and PORT (the
+  first containerPort, unless env sets it), its output in <log-dir>/<ns>_<pod>_<c>.log;
+- reports the pod Running, and Ready only while each container's readiness probe
+  (httpGet or tcpSocket; without one, a TCP connect to its first port) really
+  answers, per the probe's period and thresholds;
+- restarts a container that exits (restartPolicy Always / OnFailure, with backoff), or
+  ends the pod Succeeded / Failed (Never);
+- stops the processes (SIGTERM, then SIGKILL) when the pod is being deleted or gone,
+  and all of them when it stops itself.
+
+What it does not do (it is a test kubelet, not a container runtime): no images, no
+filesystem or process isolation (every pod shares this namespace and the host's
+files), no resource limits, no volumes, no exec probes or liveness probes, no
+configMapKeyRef / secretKeyRef env (such a container waits with
+CreateContainerConfigError), no init containers, no logs or exec through the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Image name (without tag) -> the program it stands for.
+KNOWN_IMAGES: dict[str, list[str]] = {
+    "shadowroute.local/sample-app": [sys.executable, str(ROOT / "examples" / "app" / "server.py")],
+}
+KNOWN_PREFIX = "shadowroute.local/"
+REAL_POD_RANGE = ipaddress.ip_network("10.244.128.0/17")
+HOST_IP = "127.0.0.1"
+# Ports Envoy Gateway and its Envoy hold on every address of the namespace.
+RESERVED_PORTS = frozenset({80, 8080, 8081, 9443, 18000, 18001, 18002, 19000, 19001, 19003})
+
+
+def log(msg: str) -> None:
+    print(f"{dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} {msg}", flush=True)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_name(image: str) -> str:
+    """registry/name:tag or name@digest -> registry/name."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def is_real(pod: dict) -> bool:
+    """A pod is ours when any container's image is of the test world (the same test
+    as the kwok stage selector); ours but unknown images are refused, never faked."""
+    return any(c.get("image", "").startswith(KNOWN_PREFIX) for c in pod["spec"]["containers"])
+
+
+# --------------------------------------------------------------------------- env and probes
+
+
+class ConfigError(Exception):
+    """The container cannot be started as specified (reason CreateContainerConfigError)."""
+
+
+def field_value(pod: dict, path: str, pod_ip: str) -> str:
+    values = {
+        "metadata.name": pod["metadata"]["name"],
+        "metadata.namespace": pod["metadata"]["namespace"],
+        "metadata.uid": pod["metadata"]["uid"],
+        "status.podIP": pod_ip,
+        "status.hostIP": HOST_IP,
+        "spec.nodeName": pod["spec"].get("nodeName", ""),
+    }
+    if path not in values:
+        raise ConfigError(f"fieldRef {path} is not supported by the test kubelet")
+    return values[path]
+
+
+def container_env(pod: dict, container: dict, pod_ip: str) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        elif (item.get("valueFrom") or {}).get("fieldRef"):
+            env[item["name"]] = field_value(pod, item["valueFrom"]["fieldRef"]["fieldPath"], pod_ip)
+        elif item.get("valueFrom"):
+            raise ConfigError(f"env {item['name']}: only value and fieldRef are supported")
+        else:
+            env[item["name"]] = ""
+    env["BIND_ADDRESS"] = pod_ip
+    ports = container.get("ports") or []
+    if ports and "PORT" not in env:
+        env["PORT"] = str(ports[0]["containerPort"])
+    return env
+
+
+def resolve_port(container: dict, port) -> int:
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise ConfigError(f"probe port {port!r} is not a port of container {container['name']}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readiness probe: an HTTP GET (2xx/3xx passes) or a TCP connect."""
+
+    port: int
+    path: str | None
+    initial_delay: float
+    period: float
+    timeout: float
+    success_threshold: int
+    failure_threshold: int
+
+    def check(self, ip: str) -> bool:
+        try:
+            if self.path is None:
+                with socket.create_connection((ip, self.port), timeout=self.timeout):
+                    return True
+            url = f"http://{ip}:{self.port}{self.path}"
+            with urllib.request.urlopen(url, timeout=self.timeout) as resp:
+                return 200 <= resp.status < 400
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+
+def readiness_probe(container: dict) -> Probe | None:
+    spec = container.get("readinessProbe")
+    common = {}
+    if spec:
+        common = {
+            "initial_delay": float(spec.get("initialDelaySeconds", 0)),
+            "period": float(spec.get("periodSeconds", 10)),
+            "timeout": float(spec.get("timeoutSeconds", 1)),
+            "success_threshold": int(spec.get("successThreshold", 1)),
+            "failure_threshold": int(spec.get("failureThreshold", 3)),
+        }
+        if "httpGet" in spec:
+            get = spec["httpGet"]
+            if get.get("scheme", "HTTP") != "HTTP":
+                raise ConfigError("only HTTP readiness probes are supported")
+            return Probe(resolve_port(container, get["port"]), get.get("path", "/"), **common)
+        if "tcpSocket" in spec:
+            return Probe(resolve_port(container, spec["tcpSocket"]["port"]), None, **common)
+        raise ConfigError("only httpGet and tcpSocket readiness probes are supported")
+    ports = container.get("ports") or []
+    if not ports:
+        return None
+    return Probe(int(ports[0]["containerPort"]), None, 0, 10, 1, 1, 3)
+
+
+def check_ports(container: dict) -> None:
+    for p in container.get("ports") or []:
+        if int(p["containerPort"]) in RESERVED_PORTS:
+            raise ConfigError(
+                f"containerPort {p['containerPort']} is held by the data plane in the test "
+                f"world (reserved: {sorted(RESERVED_PORTS)})"
+            )
+
+
+# --------------------------------------------------------------------------- one pod
+
+
+@dataclass
+class Container:
+    spec: dict
+    argv: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    probe: Probe | None = None
+    process: subprocess.Popen | None = None
+    started_at: str = ""
+    restarts: int = 0
+    ready: bool = False
+    successes: int = 0
+    failures: int = 0
+    next_probe: float = 0.0
+    next_start: float = 0.0
+    waiting: tuple[str, str] | None = None  # (reason, message)
+    terminated: dict | None = None
+
+
+class PodRunner(threading.Thread):
+    """Runs one pod's containers and reports its status until told to stop."""
+
+    def __init__(self, kubelet: TestKubelet, pod: dict, ip: str):
+        super().__init__(daemon=True, name=f"pod-{pod['metadata']['name']}")
+        self.kubelet = kubelet
+        self.pod = pod
+        self.ip = ip
+        self.stopping = threading.Event()
+        self.restart_policy = pod["spec"].get("restartPolicy", "Always")
+        self.containers = [Container(c) for c in pod["spec"]["containers"]]
+        self.phase = "Pending"
+        self.reported: dict | None = None
+        self.started = now_iso()
+
+    @property
+    def key(self) -> str:
+        return f"{self.pod['metadata']['namespace']}/{self.pod['metadata']['name']}"
+
+    def prepare(self) -> None:
+        for c in self.containers:
+            try:
+                program = KNOWN_IMAGES.get(image_name(c.spec.get("image", "")))
+                if program is None:
+                    raise ConfigError(
+                        f"image {c.spec.get('image')!r} is not one the test world runs "
+                        f"(known: {sorted(KNOWN_IMAGES)})"
+                    )
+                check_ports(c.spec)
+                c.argv = [*program, *(c.spec.get("args") or [])]
+                c.env = container_env(self.pod, c.spec, self.ip)
+                c.probe = readiness_probe(c.spec)
+            except ConfigError as exc:
+                c.waiting = ("CreateContainerConfigError", str(exc))
+
+    def run(self) -> None:
+        try:
+            self.prepare()
+            while not self.stopping.is_set():
+                self.step()
+                self.report()
+                self.stopping.wait(0.1)
+        except Exception as exc:  # one pod's trouble never stops the kubelet
+            log(f"{self.key}: runner failed: {exc!r}")
+        finally:
+            self.stop_processes()
+
+    def step(self) -> None:
+        now = time.monotonic()
+        for c in self.containers:
+            if c.argv is None or (c.terminated and self.restart_policy == "Never"):
+                continue
+            if c.process is None:
+                if now >= c.next_start:
+                    self.start_container(c)
+                continue
+            code = c.process.poll()
+            if code is not None:
+                self.exited(c, code, now)
+                continue
+            if c.probe is None:
+                c.ready = True
+            elif now >= c.next_probe:
+                self.probe(c, now)
+        self.phase = self.pod_phase()
+
+    def start_container(self, c: Container) -> None:
+        logfile = self.kubelet.log_dir / (
+            f"{self.pod['metadata']['namespace']}_{self.pod['metadata']['name']}_"
+            f"{c.spec['name']}.log"
+        )
+        with logfile.open("ab") as out:
+            c.process = subprocess.Popen(
+                c.argv,
+                env=c.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=ROOT,
+            )
+        c.started_at = now_iso()
+        c.terminated = None
+        c.waiting = None
+        c.ready = False
+        c.successes = c.failures = 0
+        c.next_probe = time.monotonic() + (c.probe.initial_delay if c.probe else 0)
+        log(f"{self.key}/{c.spec['name']}: started pid {c.process.pid} on {self.ip}")
+
+    def exited(self, c: Container, code: int, now: float) -> None:
+        log(f"{self.key}/{c.spec['name']}: exited {code}")
+        c.terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": c.started_at,
+            "finishedAt": now_iso(),
+        }
+        c.process = None
+        c.ready = False
+        restart = self.restart_policy == "Always" or (
+            self.restart_policy == "OnFailure" and code != 0
+        )
+        if restart:
+            c.restarts += 1
+            c.next_start = now + min(30.0, 2.0 ** min(c.restarts, 5) / 2)
+            c.waiting = ("CrashLoopBackOff", f"back-off restarting after exit {code}")
+
+    def probe(self, c: Container, now: float) -> None:
+        assert c.probe is not None
+        ok = c.probe.check(self.ip)
+        if ok:
+            c.successes, c.failures = c.successes + 1, 0
+            if c.successes >= c.probe.success_threshold:
+                c.ready = True
+        else:
+            c.failures, c.successes = c.failures + 1, 0
+            if c.failures >= c.probe.failure_threshold or not c.ready:
+                c.ready = False
+        # Until first Ready, look often: a pod should not wait a whole period to serve.
+        c.next_probe = now + (c.probe.period if c.ready or c.failures > 50 else 0.2)
+
+    def pod_phase(self) -> str:
+        if self.restart_policy == "Never" and all(
+            c.terminated or c.argv is None for c in self.containers
+        ):
+            if any(c.argv is None for c in self.containers):
+                return "Pending"
+            ok = all(c.terminated and c.terminated["exitCode"] == 0 for c in self.containers)
+            return "Succeeded" if ok else "Failed"
+        if any(c.process is not None or c.terminated for c in self.containers):
+            return "Running"
+        return "Pending"
+
+    def status(self) -> dict:
+        ready = all(c.ready for c in self.containers) and self.phase == "Running"
+        statuses = []
+        for c in self.containers:
+            state: dict
+            if c.process is not None:
+                state = {"running": {"startedAt": c.started_at}}
+            elif c.waiting:
+                state = {"waiting": {"reason": c.waiting[0], "message": c.waiting[1]}}
+            elif c.terminated:
+                state = {"terminated": c.terminated}
+            else:
+                state = {"waiting": {"reason": "ContainerCreating"}}
+            entry = {
+                "name": c.spec["name"],
+                "image": c.spec.get("image", ""),
+                "imageID": "",
+                "ready": c.ready,
+                "started": c.process is not None,
+                "restartCount": c.restarts,
+                "state": state,
+            }
+            if c.process is not None:
+                entry["containerID"] = f"testkubelet://{c.process.pid}"
+            statuses.append(entry)
+        flag = "True" if ready else "False"
+        return {
+            "phase": self.phase,
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}],
+            "startTime": self.started,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Initialized", "status": "True"},
+                {"type": "ContainersReady", "status": flag},
+                {"type": "Ready", "status": flag},
+            ],
+            "containerStatuses": statuses,
+        }
+
+    def report(self) -> None:
+        status = self.status()
+        if status == self.reported:
+            return
+        # Conditions merge by type: a transition time is sent only when one changed.
+        conditions = [
+            {**c, "lastTransitionTime": now_iso()} if self._changed(c) else c
+            for c in status["conditions"]
+        ]
+        body = {"status": {**status, "conditions": conditions}}
+        if self.kubelet.patch_status(self.pod, body):
+            self.reported = status
+
+    def _previous(self, condition: dict) -> dict | None:
+        for c in (self.reported or {}).get("conditions", []):
+            if c["type"] == condition["type"]:
+                return c
+        return None
+
+    def _changed(self, condition: dict) -> bool:
+        before = self._previous(condition)
+        return before is None or before["status"] != condition["status"]
+
+    def stop_processes(self) -> None:
+        grace = min(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), 5.0)
+        running = [c.process for c in self.containers if c.process is not None]
+        for p in running:
+            with_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in running:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with_group(p.pid, signal.SIGKILL)
+                p.wait()
+        for c in self.containers:
+            c.process = None
+
+
+def with_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+# --------------------------------------------------------------------------- the kubelet
+
+
+def pick_ip(uid: str, taken: set[str]) -> str:
+    """A stable address for a pod uid in the real pod range, never one in use."""
+    size = REAL_POD_RANGE.num_addresses - 2
+    start = int(hashlib.sha256(uid.encode()).hexdigest(), 16) % size
+    for i in range(size):
+        ip = str(REAL_POD_RANGE.network_address + 1 + (start + i) % size)
+        if ip not in taken:
+            return ip
+    raise RuntimeError("the real pod range is full")
+
+
+class TestKubelet:
+    def __init__(self, kubeconfig: str, log_dir: Path):
+        from kubernetes import client, config
+
+        self.api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+        self.log_dir = log_dir
+        self.runners: dict[str, PodRunner] = {}  # pod uid -> runner
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def patch_status(self, pod: dict, body: dict) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.patch_namespaced_pod_status(
+                pod["metadata"]["name"], pod["metadata"]["namespace"], body
+            )
+            return True
+        except ApiException as exc:
+            if exc.status != 404:
+                meta = pod["metadata"]
+                log(f"status of {meta['namespace']}/{meta['name']}: {exc.status}")
+            return False
+        except Exception as exc:  # the API server restarting: report again next tick
+            log(f"status of {pod['metadata']['name']}: {exc!r}")
+            return False
+
+    def observe(self, kind: str, pod: dict) -> None:
+        """One watch event: start a runner for a new real pod, stop one that goes."""
+        uid = pod["metadata"]["uid"]
+        gone = kind == "DELETED" or pod["metadata"].get("deletionTimestamp")
+        with self.lock:
+            runner = self.runners.get(uid)
+            if gone:
+                if runner:
+                    runner.stopping.set()
+                    del self.runners[uid]
+                return
+            if runner or not pod["spec"].get("nodeName") or not is_real(pod):
+                return
+            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            taken = {r.ip for r in self.runners.values()}
+            ip = pod.get("status", {}).get("podIP") or pick_ip(uid, taken)
+            runner = PodRunner(self, pod, ip)
+            self.runners[uid] = runner
+        runner.start()
+
+    def forget_missing(self, present: set[str]) -> None:
+        with self.lock:
+            for uid in list(self.runners):
+                if uid not in present:
+                    self.runners.pop(uid).stopping.set()
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        while not self.stopping.is_set():
+            try:
+                listed = self.api.list_pod_for_all_namespaces(_preload_content=False)
+                doc = json.loads(listed.data)
+                items = doc.get("items", [])
+                for pod in items:
+                    self.observe("ADDED", pod)
+                self.forget_missing({p["metadata"]["uid"] for p in items})
+                version = doc["metadata"]["resourceVersion"]
+                w = watch.Watch()
+                for event in w.stream(
+                    self.api.list_pod_for_all_namespaces,
+                    resource_version=version,
+                    timeout_seconds=300,
+                    allow_watch_bookmarks=True,
+                ):
+                    if self.stopping.is_set():
+                        break
+                    obj = event["raw_object"]
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        self.observe(event["type"], obj)
+            except Exception as exc:  # a dropped watch or 410 Gone: list again
+                if not self.stopping.is_set():
+                    log(f"watch ended: {exc!r}; listing again")
+                    self.stopping.wait(1)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            runners = list(self.runners.values())
+            self.runners.clear()
+        for r in runners:
+            r.stopping.set()
+        for r in runners:
+            r.join(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--log-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    kubelet = TestKubelet(args.kubeconfig, args.log_dir)
+
+    def on_signal(*_):
+        kubelet.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    watcher = threading.Thread(target=kubelet.run, daemon=True, name="watch")
+    watcher.start()
+    log("test kubelet running")
+    kubelet.stopping.wait()
+    kubelet.stop()
+    log("test kubelet stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
