@@ -786,9 +786,25 @@ def start_data_plane(v: dict[str, str], ports: dict, state: dict, record) -> Non
     )
     wait_until(lambda: "test kubelet running" in s.log.read_text(), "test kubelet", s, 60)
 
+    make_gateway_certificates(v)
     install_gateway(v)
     s = record(start_envoy_gateway(v, inside))
     wait_until(lambda: gateway_answers(state["gateway"]), "envoy-gateway (Envoy listening)", s, 120)
+
+
+def make_gateway_certificates(v: dict[str, str]) -> None:
+    """Envoy Gateway's own certificates and hmac secret (`certgen --local`), made once
+    per .cluster/ directory, like the control plane's."""
+    config_home = EG_DIR / "config"
+    if (config_home / "certs" / "envoy-oidc-hmac" / "hmac-secret").exists():
+        return
+    done = subprocess.run(
+        [binary("envoy-gateway", v), "certgen", "--local", f"--config-home={config_home}"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise ClusterError(f"envoy-gateway certgen: {done.stderr.strip()[-500:]}")
 
 
 def start_envoy_gateway(v: dict[str, str], netns_pid: int) -> Started:
@@ -796,12 +812,6 @@ def start_envoy_gateway(v: dict[str, str], netns_pid: int) -> Started:
     envoy = binary("envoy", v)
     config_home = EG_DIR / "config"
     data_home = EG_DIR / "data"
-    if not (config_home / "certs" / "envoy-gateway" / "tls.crt").exists():
-        subprocess.run(
-            [eg, "certgen", "--local", f"--config-home={config_home}"],
-            check=True,
-            capture_output=True,
-        )
     # func-e runs the Envoy it finds here instead of downloading one.
     versions_dir = data_home / "envoy-versions" / v["ENVOY_VERSION"] / "bin"
     versions_dir.mkdir(parents=True, exist_ok=True)
