@@ -14,7 +14,8 @@ fake), it:
   first containerPort, unless env sets it), its output in <log-dir>/<ns>_<pod>_<c>.log;
 - reports the pod Running, and Ready only while each container's readiness probe
   (httpGet or tcpSocket; without one, a TCP connect to its first port) really
-  answers, per the probe's period and thresholds;
+  answers, per the probe's period and thresholds, with a Warning Event `Unhealthy`
+  when a probe starts failing;
 - restarts a container that exits (restartPolicy Always / OnFailure, with backoff), or
   ends the pod Succeeded / Failed (Never);
 - stops the processes (SIGTERM, then SIGKILL) when the pod is being deleted or gone,
@@ -142,16 +143,23 @@ class Probe:
     success_threshold: int
     failure_threshold: int
 
-    def check(self, ip: str) -> bool:
+    def check(self, ip: str) -> str | None:
+        """None when the probe passes, else why it failed (as a kubelet words it)."""
         try:
             if self.path is None:
                 with socket.create_connection((ip, self.port), timeout=self.timeout):
-                    return True
+                    return None
             url = f"http://{ip}:{self.port}{self.path}"
             with urllib.request.urlopen(url, timeout=self.timeout) as resp:
-                return 200 <= resp.status < 400
-        except (OSError, urllib.error.URLError, ValueError):
-            return False
+                return (
+                    None
+                    if 200 <= resp.status < 400
+                    else f"HTTP probe failed with statuscode: {resp.status}"
+                )
+        except urllib.error.HTTPError as exc:
+            return f"HTTP probe failed with statuscode: {exc.code}"
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            return f"{'TCP' if self.path is None else 'HTTP'} probe failed: {exc}"
 
 
 def readiness_probe(container: dict) -> Probe | None:
@@ -318,8 +326,8 @@ class PodRunner(threading.Thread):
 
     def probe(self, c: Container, now: float) -> None:
         assert c.probe is not None
-        ok = c.probe.check(self.ip)
-        if ok:
+        failure = c.probe.check(self.ip)
+        if failure is None:
             c.successes, c.failures = c.successes + 1, 0
             if c.successes >= c.probe.success_threshold:
                 c.ready = True
@@ -327,6 +335,8 @@ class PodRunner(threading.Thread):
             c.failures, c.successes = c.failures + 1, 0
             if c.failures >= c.probe.failure_threshold or not c.ready:
                 c.ready = False
+            if c.failures == c.probe.failure_threshold:  # once per failing streak
+                self.kubelet.post_event(self.pod, "Unhealthy", f"Readiness probe failed: {failure}")
         # Until first Ready, look often: a pod should not wait a whole period to serve.
         c.next_probe = now + (c.probe.period if c.ready or c.failures > 50 else 0.2)
 
@@ -468,6 +478,31 @@ class TestKubelet:
         except Exception as exc:  # the API server restarting: report again next tick
             log(f"status of {pod['metadata']['name']}: {exc!r}")
             return False
+
+    def post_event(self, pod: dict, reason: str, message: str) -> None:
+        """A Warning Event on the pod, as a kubelet posts one (kubectl describe pod)."""
+        meta = pod["metadata"]
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": "Warning",
+            "reason": reason,
+            "message": message[:1000],
+            "source": {"component": "test-kubelet"},
+            "firstTimestamp": now_iso(),
+            "lastTimestamp": now_iso(),
+            "count": 1,
+        }
+        try:
+            self.api.create_namespaced_event(meta["namespace"], event)
+        except Exception as exc:  # an Event is best effort, as a kubelet's is
+            log(f"event for {meta['namespace']}/{meta['name']}: {exc!r}")
 
     def observe(self, kind: str, pod: dict) -> None:
         """One watch event: start a runner for a new real pod, stop one that goes."""
