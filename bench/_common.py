@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,37 @@ def open_bench(prefix: str) -> Bench:
     kubernetes.config.load_kube_config(config_file=config)
     api = kubernetes.client.ApiClient()
     core = kubernetes.client.CoreV1Api(api)
+    install_crds(api)
     ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
     return Bench(config, started, core, kubernetes.client.CustomObjectsApi(api), ns)
+
+
+def install_crds(api: Any) -> None:
+    """Create (or update) the operator's CRDs from crds/ and wait until they serve."""
+    import kubernetes
+    import yaml
+
+    ext = kubernetes.client.ApiextensionsV1Api(api)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        try:
+            ext.create_custom_resource_definition(crd)
+        except kubernetes.client.exceptions.ApiException as exc:
+            if exc.status != 409:
+                raise
+            live = ext.read_custom_resource_definition(name)
+            crd["metadata"]["resourceVersion"] = live.metadata.resource_version
+            ext.replace_custom_resource_definition(name, crd)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conds = ext.read_custom_resource_definition(name).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conds):
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"CRD {name} not Established after 60 s")
 
 
 def prometheus_of_cluster() -> tuple[str, str]:
@@ -74,6 +103,68 @@ def prometheus_of_cluster() -> tuple[str, str]:
 
     state = cluster.load_state() or {}
     return state["prometheus"], state["prometheusTargets"]
+
+
+def gateway_of_cluster() -> str:
+    """The gateway's URL on host loopback (send the route's hostname as Host):
+    $SHADOWROUTE_GATEWAY, else the local cluster's state file."""
+    url = os.environ.get("SHADOWROUTE_GATEWAY")
+    if url:
+        return url
+    import cluster
+
+    state = cluster.load_state() or {}
+    if not state.get("gateway"):
+        raise RuntimeError("no gateway: set SHADOWROUTE_GATEWAY or run hack/cluster.py up")
+    return state["gateway"]
+
+
+def gateway_ref() -> dict[str, str]:
+    """The Gateway real-traffic routes attach to (the local cluster's, unless
+    SHADOWROUTE_GATEWAY_REF=<namespace>/<name>)."""
+    ref = os.environ.get("SHADOWROUTE_GATEWAY_REF", "shadowroute-gateway/public")
+    namespace, _, name = ref.partition("/")
+    return {"name": name, "namespace": namespace}
+
+
+def sample_app(
+    version: str, env: dict[str, str] | None = None, replicas: int = 2
+) -> dict[str, Any]:
+    """The spec fields that run the sample app (examples/app/server.py) at `version`:
+    replicas, a template the local test kubelet runs as real processes (and Prometheus
+    scrapes), and a Service port 80 to the app's port."""
+    values = {"VERSION": version, **(env or {})}
+    return {
+        "replicas": replicas,
+        "template": {
+            "metadata": {"annotations": {"prometheus.io/scrape": "true"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": f"shadowroute.local/sample-app:{version}",
+                        "env": [{"name": k, "value": v} for k, v in values.items()],
+                        "ports": [{"name": "http", "containerPort": 9898}],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/healthz", "port": "http"},
+                            "periodSeconds": 1,
+                        },
+                    }
+                ]
+            },
+        },
+        "service": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+
+
+def wait_pods_gone(core: Any, namespace: str, name: str, timeout: float = 60) -> None:
+    """Until no pod of ShadowRoute `name` is left (its processes stopped), or timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"shadowroute.io/name={name}")
+        if not pods.items:
+            return
+        time.sleep(0.5)
 
 
 def stop_local_cluster() -> None:
