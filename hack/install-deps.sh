@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Install the system packages the local cluster needs (Prometheus from Debian).
+# Install the system packages the local cluster needs: Debian's Prometheus (for
+# promtool and the analysis tests' second Prometheus; the cluster's own is built by
+# hack/build.sh), iproute2 and util-linux (the data plane's network namespace).
 # Idempotent: does nothing when they are present. Never starts the packaged services.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
