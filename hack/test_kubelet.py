@@ -215,6 +215,7 @@ class Container:
     next_start: float = 0.0
     waiting: tuple[str, str] | None = None  # (reason, message)
     terminated: dict | None = None
+    finished: bool = False  # exited and not to be restarted (restartPolicy)
 
 
 class PodRunner(threading.Thread):
@@ -267,7 +268,7 @@ class PodRunner(threading.Thread):
     def step(self) -> None:
         now = time.monotonic()
         for c in self.containers:
-            if c.argv is None or (c.terminated and self.restart_policy == "Never"):
+            if c.argv is None or c.finished:
                 continue
             if c.process is None:
                 if now >= c.next_start:
@@ -323,6 +324,8 @@ class PodRunner(threading.Thread):
             c.restarts += 1
             c.next_start = now + min(30.0, 2.0 ** min(c.restarts, 5) / 2)
             c.waiting = ("CrashLoopBackOff", f"back-off restarting after exit {code}")
+        else:
+            c.finished = True
 
     def probe(self, c: Container, now: float) -> None:
         assert c.probe is not None
@@ -341,11 +344,9 @@ class PodRunner(threading.Thread):
         c.next_probe = now + (c.probe.period if c.ready or c.failures > 50 else 0.2)
 
     def pod_phase(self) -> str:
-        if self.restart_policy == "Never" and all(
-            c.terminated or c.argv is None for c in self.containers
-        ):
-            if any(c.argv is None for c in self.containers):
-                return "Pending"
+        if any(c.argv is None for c in self.containers):
+            return "Pending"  # a container that cannot start keeps the pod Pending
+        if all(c.finished for c in self.containers):
             ok = all(c.terminated and c.terminated["exitCode"] == 0 for c in self.containers)
             return "Succeeded" if ok else "Failed"
         if any(c.process is not None or c.terminated for c in self.containers):
