@@ -133,3 +133,25 @@ def test_other_images_stay_kwok_fakes(kubectl: KubectlFn, namespace: str) -> Non
     s = wait_for(lambda: (s := status(kubectl, namespace, "fake")) and ready(s) and s, 60)
     assert ipaddress.ip_address(s["podIP"]) in ipaddress.ip_network("10.244.0.0/17")
     assert not container(s).get("containerID", "").startswith("testkubelet://")
+
+
+def test_a_container_that_exits_is_restarted_or_ends_the_pod_per_its_policy(
+    kubectl: KubectlFn, namespace: str
+) -> None:
+    broken = {"ERROR_RATE": "not-a-number"}  # the sample app exits 2 on a bad setting
+    always = pod("always", f"{APP_IMAGE}:v1", broken)
+    never = pod("never", f"{APP_IMAGE}:v1", broken)
+    never["spec"]["restartPolicy"] = "Never"
+    create(kubectl, namespace, always)
+    create(kubectl, namespace, never)
+    ended = wait_for(
+        lambda: (s := status(kubectl, namespace, "never")).get("phase") == "Failed" and s, 60
+    )
+    assert container(ended)["state"]["terminated"]["exitCode"] == 2
+    restarted = wait_for(
+        lambda: (
+            container(s := status(kubectl, namespace, "always")).get("restartCount", 0) >= 1 and s
+        ),
+        60,
+    )
+    assert not ready(restarted)
