@@ -1,9 +1,11 @@
 """`make demo` is the product's first impression: it runs here, on the session's local
-cluster, and must promote the healthy version and roll back the bad one on its error
-rate — exactly what it prints as passed."""
+cluster, on real requests through Envoy, and must promote the healthy version after
+its shadow received mirrored copies, and roll back the bad one on its error rate —
+exactly what it prints as passed."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -14,11 +16,20 @@ from .conftest import ROOT, Cluster, local_cluster
 pytestmark = pytest.mark.e2e
 
 
+def count(pattern: str, text: str) -> int:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in:\n{text}"
+    return int(found.group(1))
+
+
 def test_the_demo_promotes_the_healthy_version_and_rolls_back_the_bad_one(
     cluster: Cluster, crds_installed: None
 ) -> None:
     if cluster.kubeconfig != str(local_cluster.KUBECONFIG):
         pytest.skip("the demo runs on the local cluster; this session uses $KUBECONFIG")
+    state = local_cluster.load_state() or {}
+    if not state.get("gateway"):
+        pytest.skip("the local cluster has no gateway: the demo needs its data plane")
     done = subprocess.run(
         [sys.executable, str(ROOT / "hack" / "demo.py")],
         capture_output=True,
@@ -29,7 +40,22 @@ def test_the_demo_promotes_the_healthy_version_and_rolls_back_the_bad_one(
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "demo passed" in out
-    summary = out[out.index("== summary") :]
-    assert "promoted" in summary
-    assert "(AnalysisFailed)" in summary and "error-rate" in summary, summary
+    timeline, summary = out[: out.index("== summary")], out[out.index("== summary") :]
+
+    # The timeline went through every stage, with the mirror on while shadowing.
+    for stage in ("Shadowing", "Progressing", "Succeeded", "RolledBack"):
+        assert stage in timeline, timeline
+    assert re.search(r"Shadowing .* mirror 100%.*\| shadow \+[1-9]", timeline), timeline
+
+    # v2 promoted after its shadow answered mirrored copies; v3 rolled back on errors.
+    assert re.search(r"promoted +\w+ \(v2\)", summary), summary
+    assert count(r"shadow: (\d+) mirrored copies", summary) > 0
+    assert re.search(r"rolled back +\w+ \(v3\) .*\(AnalysisFailed\)", summary), summary
+    assert "error-rate =" in summary and "above max 0.05" in summary, summary
     assert "canary weight 0%" in summary
+
+    # Real requests reached every version, as the clients saw them (X-Version).
+    for version in ("v1", "v2", "v3"):
+        assert count(rf"by version .*\b{version} (\d+)", summary) > 0, summary
+    # The bad canary's 500s reached clients (at its 10 %), reported as such.
+    assert count(r"client 5xx +\d+: (\d+) from the v3 canary", summary) > 0
