@@ -241,3 +241,23 @@ def test_a_blue_green_switch_and_the_promotion_lose_no_request(real_route, names
     versions = [rec.version for rec in sorted(records, key=lambda rec: rec.sent_at)]
     assert versions[0] == "v1" and versions[-1] == "v2", report.to_text()
     assert report.versions.get("v1", 0) >= 100 and report.versions.get("v2", 0) >= 100
+
+
+def test_a_canary_step_loses_no_request(real_route, namespace: str) -> None:
+    r = real_route(app_route("step", namespace))  # one step: 50 %, then a pause
+    host = hostname(r.name, namespace)
+    # A second rollout: the canary Deployment is there already, scaled to zero.
+    release(r, "v2")
+    r.wait("step 1 of v2", lambda s: s.get("canaryWeight") == 50, 90)
+    r.gate("promote")
+    r.wait("v2 promoted", lambda s: stable(s) and s.get("stableRevision"), 120)
+    run = load(host, rate=80, duration=120, clients=4)
+    run.start()
+    try:
+        wait_for(lambda: run.snapshot().responses >= 100, 30, 0.2, "traffic on v2")
+        release(r, "v3")
+        r.wait("step 1 of v3", lambda s: s.get("canaryWeight") == 50, 90)
+        wait_for(lambda: run.snapshot().versions.get("v3", 0) >= 100, 30, 0.2, "v3 answering")
+    finally:
+        report = run.stop()
+    assert not report.errors and set(report.statuses) == {200}, report.to_text()
