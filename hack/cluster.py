@@ -275,7 +275,7 @@ def binary(component: str, v: dict[str, str]) -> str:
     return str(path)
 
 
-def start(name: str, argv: list[str]) -> Started:
+def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> Started:
     LOGS.mkdir(parents=True, exist_ok=True)
     logfile = LOGS / f"{name}.log"
     with logfile.open("ab") as out:
@@ -288,6 +288,7 @@ def start(name: str, argv: list[str]) -> Started:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives `make`, and is stopped as a group
             cwd=STATE_DIR,
+            env=None if env is None else {**os.environ, **env},
         )
     return Started(name, proc.pid, logfile)
 
@@ -848,15 +849,7 @@ def start_envoy_gateway(v: dict[str, str], netns_pid: int) -> Started:
         f"exec {eg} server --config-path {EG_DIR / 'envoy-gateway.yaml'}"
     )
     argv = nsenter(netns_pid, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
-    env_kubeconfig = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(KUBECONFIG)
-    try:
-        return start("envoy-gateway", argv)
-    finally:
-        if env_kubeconfig is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = env_kubeconfig
+    return start("envoy-gateway", argv, env={"KUBECONFIG": str(KUBECONFIG)})
 
 
 def install_gateway(v: dict[str, str]) -> None:
