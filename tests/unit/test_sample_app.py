@@ -88,7 +88,8 @@ def test_metrics_count_requests_like_a_client_library() -> None:
         float(s.labels["le"]): s.value for s in duration.samples if s.name.endswith("_bucket")
     }
     assert list(buckets) == list(Histogram.DEFAULT_BUCKETS)
-    assert buckets[0.025] == 0 and buckets[0.05] == buckets[float("inf")] == 3
+    # 30 ms of latency is never under 25 ms; how far above depends on the machine's load.
+    assert buckets[0.025] == 0 and buckets[float("inf")] == 3
     assert all(s.labels["method"] == "GET" for s in duration.samples)
 
 
