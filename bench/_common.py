@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -175,6 +176,26 @@ def stop_local_cluster() -> None:
 
 def start_operator(kubeconfig: str, *args: str) -> OperatorProcess:
     return OperatorProcess(kubeconfig, None, *args).start()
+
+
+def wait(check: Any, timeout: float, what: str) -> Any:
+    """Poll check() every 0.2 s until it returns something truthy, which is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """min, median and max of a non-empty list, to the millisecond."""
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ from _common import (
     open_bench,
     sample_app,
     start_operator,
+    summary,
     wait_pods_gone,
 )
 from load import Load
@@ -119,14 +119,6 @@ def one_run(bench: Any, gateway: str, i: int, rate: float, timeout: float) -> di
         "before": before,
         "after": after,
         "sentAfterReady": after_ready,
-    }
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "min": round(min(values), 3),
-        "median": round(statistics.median(values), 3),
-        "max": round(max(values), 3),
     }
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import statistics
 import subprocess
 import sys
 import threading
@@ -58,6 +57,8 @@ from _common import (
     prometheus_of_cluster,
     sample_app,
     start_operator,
+    summary,
+    wait,
     wait_pods_gone,
 )
 from load import Load
@@ -165,16 +166,6 @@ class WeightWatch(threading.Thread):
             elif self.up is not None:
                 self.zero = now
             time.sleep(0.05)
-
-
-def wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def first_bad_sample(prometheus: str, ns: str, name: str) -> float:
@@ -293,14 +284,6 @@ def start_sim(config: str, ns: str, targets: str) -> subprocess.Popen[bytes]:
          "--max-runtime", "1800"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "min": round(min(values), 3),
-        "median": round(statistics.median(values), 3),
-        "max": round(max(values), 3),
-    }
 
 
 def main() -> int:

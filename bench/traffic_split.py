@@ -21,7 +21,15 @@ import time
 import urllib.request
 from typing import Any
 
-from _common import ROOT, open_bench, start_operator
+from _common import (
+    ROOT,
+    gateway_of_cluster,
+    gateway_ref,
+    open_bench,
+    sample_app,
+    start_operator,
+    wait,
+)
 
 sys.path.insert(0, str(ROOT / "hack"))
 import cluster
@@ -34,35 +42,13 @@ STEPS = (10, 20, 50)
 MIRROR = 50
 
 
-def template(version: str) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": {"app": NAME}, "annotations": {"prometheus.io/scrape": "true"}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": f"shadowroute.local/sample-app:{version}",
-                    "env": [{"name": "VERSION", "value": version}],
-                    "ports": [{"name": "http", "containerPort": PORT}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/healthz", "port": "http"},
-                        "periodSeconds": 1,
-                    },
-                }
-            ]
-        },
-    }
-
-
 def body(host: str) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ShadowRoute",
         "metadata": {"name": NAME},
         "spec": {
-            "replicas": 2,
-            "template": template("v1"),
-            "service": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+            **sample_app("v1"),
             "strategy": {
                 "shadow": {"duration": "60s", "mirrorPercent": MIRROR},
                 "canary": {"steps": [{"weight": w, "pause": {}} for w in STEPS]},
@@ -70,10 +56,7 @@ def body(host: str) -> dict[str, Any]:
             "progressDeadline": "2m",
             "traffic": {
                 "provider": "gatewayapi",
-                "gatewayAPI": {
-                    "parentRefs": [{"name": "public", "namespace": "shadowroute-gateway"}],
-                    "hostnames": [host],
-                },
+                "gatewayAPI": {"parentRefs": [gateway_ref()], "hostnames": [host]},
             },
         },
     }
@@ -87,17 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bench = open_bench("split")
     config, custom, ns = bench.parts()
-    state = cluster.load_state() or {}
-    gateway, proxy = state["gateway"], state["podProxy"]
+    gateway, proxy = gateway_of_cluster(), (cluster.load_state() or {})["podProxy"]
     host = f"{NAME}.{ns}.test"
     operator = start_operator(config, "--namespace", ns)
     rows: list[dict[str, Any]] = []
     try:
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body(host))
-        wait(lambda: status(custom, ns).get("phase") == "Stable", "Stable")
-        patch(custom, ns, {"spec": {"template": template("v2")}})
-        wait(lambda: status(custom, ns).get("mirrorPercent") == MIRROR, "the mirror")
-        wait(lambda: mirrored(bench, ns, proxy) > 0 or trickle(gateway, host), "a copy")
+        wait(lambda: status(custom, ns).get("phase") == "Stable", 180, "Stable")
+        patch(custom, ns, {"spec": {"template": sample_app("v2")["template"]}})
+        wait(lambda: status(custom, ns).get("mirrorPercent") == MIRROR, 180, "the mirror")
+        wait(lambda: mirrored(bench, ns, proxy) > 0 or trickle(gateway, host), 180, "a copy")
         before = mirrored(bench, ns, proxy)
         report = Load(gateway, host=host, rate=args.rate, requests=args.requests).run()
         copies = settle(lambda: mirrored(bench, ns, proxy) - before)
@@ -105,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the shadow stage ended before the copies were counted")
         rows.append(row("mirror", MIRROR, copies, report.responses, report.versions))
         for weight in STEPS:
-            wait(lambda w=weight: status(custom, ns).get("canaryWeight") == w, f"weight {weight}")
-            wait(lambda: trickle(gateway, host, "v2"), "the canary to answer")
+            wait(
+                lambda w=weight: status(custom, ns).get("canaryWeight") == w,
+                180,
+                f"weight {weight}",
+            )
+            wait(lambda: trickle(gateway, host, "v2"), 180, "the canary to answer")
             report = Load(gateway, host=host, rate=args.rate, requests=args.requests).run()
             canary = report.versions.get("v2", 0)
             rows.append(row("weight", weight, canary, report.responses, report.versions))
@@ -154,15 +140,6 @@ def patch(custom, ns: str, change: dict[str, Any]) -> None:
 def gate(custom, ns: str, name: str) -> None:
     token = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
     patch(custom, ns, {"metadata": {"annotations": {f"shadowroute.io/{name}": token}}})
-
-
-def wait(check, what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def trickle(gateway: str, host: str, version: str | None = None) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -322,6 +323,11 @@ def wait_until(check, what: str, started: Started | None, timeout: float) -> Non
         time.sleep(0.25)
     where = f"; see {started.log}\n{tail(started.log)}" if started else ""
     raise ClusterError(f"{what}: not ready after {timeout:.0f}s ({last_error}){where}")
+
+
+def this_start(log: Path) -> str:
+    """The log since its last start: a component's log keeps the runs before it."""
+    return log.read_text(errors="replace").rsplit("\n==== ", 1)[-1]
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -785,7 +791,7 @@ def start_data_plane(v: dict[str, str], ports: dict, state: dict, record) -> Non
             ),
         )
     )
-    wait_until(lambda: "test kubelet running" in s.log.read_text(), "test kubelet", s, 60)
+    wait_until(lambda: "test kubelet running" in this_start(s.log), "test kubelet", s, 60)
 
     make_gateway_certificates(v)
     install_gateway(v)
@@ -970,14 +976,20 @@ def stop_pod_network(pid: int) -> None:
         return
     if netns == os.readlink("/proc/self/ns/net"):
         return  # never the host's own namespace
+    for found in processes_in_namespace(netns):
+        with contextlib.suppress(OSError):
+            os.kill(found, signal.SIGKILL)
+
+
+def processes_in_namespace(netns: str) -> list[int]:
+    """The pids whose network namespace is `netns` (as /proc/<pid>/ns/net reads)."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "ns" / "net") == netns:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except OSError:
-            continue
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "net") == netns:
+                    found.append(int(entry.name))
+    return found
 
 
 def stop_process(pid: int, grace: float = 10) -> None:

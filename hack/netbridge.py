@@ -83,6 +83,21 @@ async def join(
                 await w.wait_closed()
 
 
+def relay_to(connect):
+    """A connection handler that pipes each client to a fresh `connect()` upstream, and
+    hangs up on the client when the upstream cannot be reached."""
+
+    async def handle(reader, writer):
+        try:
+            upstream = await connect()
+        except OSError:
+            writer.close()
+            return
+        await join((reader, writer), upstream)
+
+    return handle
+
+
 async def dial_inside(sockets: Path, host: str, port: int):
     """A connection to HOST:PORT inside the namespace, through the inside agent."""
     reader, writer = await asyncio.open_unix_connection(str(sockets / INSIDE_SOCKET))
@@ -118,17 +133,12 @@ async def serve_inside(sockets: Path, api_port: int, on_ready) -> None:
             return
         await join((reader, writer), upstream)
 
-    async def on_api(reader, writer):
-        try:
-            upstream = await asyncio.open_unix_connection(str(sockets / OUTSIDE_SOCKET))
-        except OSError:
-            writer.close()
-            return
-        await join((reader, writer), upstream)
+    def to_api():
+        return asyncio.open_unix_connection(str(sockets / OUTSIDE_SOCKET))
 
     (sockets / INSIDE_SOCKET).unlink(missing_ok=True)
     dial = await asyncio.start_unix_server(on_dial, str(sockets / INSIDE_SOCKET))
-    api = await asyncio.start_server(on_api, "127.0.0.1", api_port)
+    api = await asyncio.start_server(relay_to(to_api), "127.0.0.1", api_port)
     await serve_until_stopped([dial, api], on_ready)
 
 
@@ -140,25 +150,15 @@ async def serve_outside(
 ) -> None:
     gateway_port, inner_port = (int(p) for p in gateway.split(":"))
 
-    async def on_api(reader, writer):
-        try:
-            upstream = await asyncio.open_connection("127.0.0.1", api_port)
-        except OSError:
-            writer.close()
-            return
-        await join((reader, writer), upstream)
+    def to_api():
+        return asyncio.open_connection("127.0.0.1", api_port)
 
-    async def on_gateway(reader, writer):
-        try:
-            upstream = await dial_inside(sockets, "127.0.0.1", inner_port)
-        except OSError:
-            writer.close()
-            return
-        await join((reader, writer), upstream)
+    def to_gateway():
+        return dial_inside(sockets, "127.0.0.1", inner_port)
 
     (sockets / OUTSIDE_SOCKET).unlink(missing_ok=True)
-    api = await asyncio.start_unix_server(on_api, str(sockets / OUTSIDE_SOCKET))
-    gw = await asyncio.start_server(on_gateway, "127.0.0.1", gateway_port)
+    api = await asyncio.start_unix_server(relay_to(to_api), str(sockets / OUTSIDE_SOCKET))
+    gw = await asyncio.start_server(relay_to(to_gateway), "127.0.0.1", gateway_port)
     proxy = await asyncio.start_server(
         lambda r, w: forward_proxy(sockets, r, w), "127.0.0.1", proxy_port
     )

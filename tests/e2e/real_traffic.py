@@ -26,6 +26,7 @@ import cluster as local_cluster  # noqa: E402
 from load import Load, Record  # noqa: E402
 
 from .conftest import KubectlFn, get_json  # noqa: E402
+from .test_rollout import route  # noqa: E402
 
 APP_IMAGE = "shadowroute.local/sample-app"
 APP_PORT = 9898
@@ -54,28 +55,20 @@ def app_route(
 ) -> dict[str, Any]:
     """A ShadowRoute of the sample app at `version` on the local gateway; its hostname
     is unique to this route and namespace."""
-    body: dict[str, Any] = {
-        "apiVersion": "shadowroute.io/v1alpha1",
-        "kind": "ShadowRoute",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 2,
-            "template": app_template(name, version, env),
-            "service": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-            "strategy": {"canary": {"steps": [{"weight": 50, "pause": {}}]}},
-            "keepWarm": "2s",
-            "progressDeadline": "90s",
-            "traffic": {
-                "provider": "gatewayapi",
-                "gatewayAPI": {
-                    "parentRefs": [{"name": "public", "namespace": "shadowroute-gateway"}],
-                    "hostnames": [hostname(name, namespace)],
-                },
+    defaults: dict[str, Any] = {
+        "template": app_template(name, version, env),
+        "service": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        "strategy": {"canary": {"steps": [{"weight": 50, "pause": {}}]}},
+        "progressDeadline": "90s",
+        "traffic": {
+            "provider": "gatewayapi",
+            "gatewayAPI": {
+                "parentRefs": [{"name": "public", "namespace": "shadowroute-gateway"}],
+                "hostnames": [hostname(name, namespace)],
             },
         },
     }
-    body["spec"].update(spec)
-    return body
+    return route(name, **{**defaults, **spec})
 
 
 def hostname(name: str, namespace: str) -> str:
@@ -121,6 +114,13 @@ def within_binomial(hits: int, n: int, p: float, sigmas: float = 4.0) -> bool:
     return abs(hits - n * p) <= spread + 1
 
 
+def pod_opener() -> urllib.request.OpenerDirector:
+    """urllib through the pod proxy: the only way from the host to a pod's address."""
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": data_plane()["podProxy"]})
+    )
+
+
 def pod_requests(kubectl: KubectlFn, namespace: str, service: str) -> int:
     """Requests the pods behind `service` counted themselves (their http_requests_total),
     read from each pod through the pod proxy: the only way to see a mirror's copies,
@@ -129,8 +129,7 @@ def pod_requests(kubectl: KubectlFn, namespace: str, service: str) -> int:
         kubectl, "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}"
     )["items"]
     addresses = {a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]}
-    proxy = urllib.request.ProxyHandler({"http": data_plane()["podProxy"]})
-    opener = urllib.request.build_opener(proxy)
+    opener = pod_opener()
     total = 0
     for address in sorted(addresses):
         with opener.open(f"http://{address}:{APP_PORT}/metrics", timeout=5) as resp:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,24 +29,6 @@ def cluster_py(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def in_namespace(netns: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "net") == netns:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_a_second_cluster_comes_up_with_its_gateway_and_goes_without_a_trace(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -64,10 +45,12 @@ def test_a_second_cluster_comes_up_with_its_gateway_and_goes_without_a_trace(
         assert f"gateway {state['gateway']}: answering" in status.stdout
         netns = os.readlink(f"/proc/{state['podNetworkPid']}/ns/net")
         assert netns != os.readlink("/proc/self/ns/net")
-        assert len(in_namespace(netns)) >= 3  # the bridge, the test kubelet, Envoy Gateway
+        assert (
+            len(local_cluster.processes_in_namespace(netns)) >= 3
+        )  # the bridge, the test kubelet, Envoy Gateway
     finally:
         down = cluster_py(folder, "down")
     assert down.returncode == 0, down.stderr
     assert not [p["name"] for p in state["processes"] if local_cluster.alive(p["pid"])]
-    assert in_namespace(netns) == []
-    assert [n for n, port in state["ports"].items() if port_open(port)] == []
+    assert local_cluster.processes_in_namespace(netns) == []
+    assert [n for n, port in state["ports"].items() if local_cluster.port_open(port)] == []

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import urllib.request
 from typing import Any
 
 import pytest
 
 from .conftest import KubectlFn, get_json, wait_for
-from .real_traffic import APP_IMAGE, APP_PORT, data_plane
+from .real_traffic import APP_IMAGE, APP_PORT, pod_opener
 
 pytestmark = pytest.mark.e2e
 
@@ -60,10 +59,7 @@ def container(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def via_pod_proxy(ip: str, path: str) -> tuple[int, dict[str, str]]:
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({"http": data_plane()["podProxy"]})
-    )
-    with opener.open(f"http://{ip}:{APP_PORT}{path}", timeout=5) as resp:
+    with pod_opener().open(f"http://{ip}:{APP_PORT}{path}", timeout=5) as resp:
         return resp.status, dict(resp.headers)
 
 
