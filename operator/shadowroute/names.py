@@ -95,6 +95,10 @@ REVISION_LABEL = "shadowroute.io/revision"
 LIVE_LABEL = "shadowroute.io/live"  # primary and canary pods: what the entry Service may pick
 PRIMARY, CANARY, SHADOW = "primary", "canary", "shadow"
 ROLES = (PRIMARY, CANARY, SHADOW)
+BASELINE, COMPARATOR = "baseline", "comparator"
+COMPARE_ROLES = (BASELINE, COMPARATOR)
+"""The children of a shadow comparison: they exist only for a ShadowRoute whose shadow
+stage compares, and run pods only while it shadows."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,13 @@ class Reason(StrEnum):
     TEMPLATE_REVERTED = "TemplateReverted"
     ROLLED_BACK = "RolledBack"
     STABLE_TEMPLATE_LOST = "StableTemplateLost"
+    SHADOW_MISMATCH = "ShadowMismatch"
+    SHADOW_TOO_SLOW = "ShadowTooSlow"
+
+    # The shadow comparison (status.comparison.reason).
+    COMPARISON_PASSED = "ComparisonPassed"
+    COMPARISON_PENDING = "ComparisonPending"
+    COMPARISON_UNAVAILABLE = "ComparisonUnavailable"
 
     # The analysis (AnalysisHealthy).
     ANALYSIS_PENDING = "AnalysisPending"

@@ -37,6 +37,7 @@ from .names import Owner
 from .notify import Notifier, transitions
 from .reasons import WRITE_FAILURES, Reason
 from .render import diff
+from .render.comparison import stale_comparison_children
 from .rollout import conditions
 from .rollout.observe import Observation
 from .secrets import Secrets
@@ -163,16 +164,23 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     evaluation = await analysis.evaluate(
         spec, status, namespace, name, now, kube=kube, client=w.prometheus, secrets=w.secrets
     )
+    comparison = await analysis.compare(
+        spec, status, namespace, name, now, kube=kube, client=w.prometheus, secrets=w.secrets
+    )
     owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
     seen = Seen(
         generation=int(meta.get("generation") or 0),
         annotations=meta.get("annotations") or {},
         deployments=list(live["Deployment"].values()),
         analysis=evaluation.signal,
+        comparison=comparison.signal,
     )
-    want = wanted(spec, status.model_copy(update={"analysis": evaluation.status}), seen, owner, now)
+    read = status.model_copy(
+        update={"analysis": evaluation.status, "comparison": comparison.status}
+    )
+    want = wanted(spec, read, seen, owner, now)
     decision, desired_objs, obs = want.decision, want.objects, want.observation
-    requeue = _earliest(decision.requeue_after, evaluation.requeue_after)
+    requeue = _earliest(decision.requeue_after, evaluation.requeue_after, comparison.requeue_after)
 
     # Someone else's object where a child of ours would go: write nothing, say whose.
     conflicts = await _look_up(kube, meta["uid"], desired_objs, live, children)
@@ -266,6 +274,10 @@ async def _apply(
                     if exc.status != 403:
                         raise
         for current in traffic.stale_routes(owner, desired_objs, found):
+            await kube.delete(current)
+            w.count += 1
+        # The comparison's children, once the spec stops comparing.
+        for current in stale_comparison_children(owner, desired_objs, live):
             await kube.delete(current)
             w.count += 1
     except traffic.RouteError as exc:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .api.models import CanaryStep, ShadowRouteSpec, ShadowRouteStatus
-from .names import CANARY, PRIMARY, ROLLOUT_STAGES, SHADOW, Stage
+from .api.models import CanaryStep, CompareAgainst, ShadowRouteSpec, ShadowRouteStatus
+from .names import BASELINE, CANARY, COMPARATOR, PRIMARY, ROLLOUT_STAGES, SHADOW, Stage
 
 # --------------------------------------------------------------------------- steps
 
@@ -86,6 +86,14 @@ def replicas_for(role: str, spec: ShadowRouteSpec, status: ShadowRouteStatus) ->
         if stage == Stage.SHADOWING and shadow is not None:
             return shadow_replicas(spec.replicas, shadow.mirror_percent)
         return 0
+    if role in (BASELINE, COMPARATOR):
+        shadow = spec.strategy.shadow
+        compare = shadow.compare if shadow is not None else None
+        if stage != Stage.SHADOWING or compare is None or not status.canary_revision:
+            return 0
+        if role == COMPARATOR:
+            return 1
+        return compare.baseline_replicas if compare.against == CompareAgainst.BASELINE else 0
     # canary
     if stage in (Stage.PROMOTING, Stage.SUCCEEDED) and status.canary_revision:
         return spec.replicas

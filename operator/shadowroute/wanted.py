@@ -13,7 +13,8 @@ from typing import Any
 
 from . import traffic
 from .api.models import ShadowRouteSpec, ShadowRouteStatus
-from .names import ROLE_LABEL, Owner
+from .names import COMPARATOR, ROLE_LABEL, ROLES, Owner, child_name
+from .render.comparison import comparator_image, compare_spec, comparison_children
 from .render.workloads import deployments, services
 from .rollout import from_live
 from .rollout.machine import Decision, decide, desired_revision, template_dict
@@ -30,6 +31,10 @@ class Seen:
     """The live Deployments this ShadowRoute controls."""
     analysis: AnalysisSignal | None = None
     """The analysis verdict for this reconcile; None when the spec has no analysis."""
+    comparison: AnalysisSignal | None = None
+    """The shadow comparison's verdict; None when the stage is not gated by one."""
+    comparator_image: str = ""
+    """The image the comparator runs (the operator's); "" means `comparator_image()`."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ def wanted(
     desired = desired_revision(spec)
     templates: dict[str, dict[str, Any]] = {}
     for dep in seen.deployments:
+        if (dep["metadata"].get("labels") or {}).get(ROLE_LABEL) not in ROLES:
+            continue  # the comparison's children run no revision of the user's own
         found = from_live.user_template(dep)
         if found:
             templates.setdefault(found[0], found[1])
@@ -67,8 +74,11 @@ def wanted(
         primary=roles["primary"],
         canary=roles["canary"],
         shadow=roles["shadow"],
+        baseline=roles["baseline"],
+        comparator=roles["comparator"],
         gates=from_live.gates(seen.annotations),
         analysis=seen.analysis,
+        comparison=seen.comparison,
         primary_template_known=(status.primary_revision or desired) in templates,
     )
     decision = decide(spec, status, obs, now)
@@ -84,9 +94,16 @@ def wanted(
         )
         more, _ = deployments(owner, spec, fallback, desired, templates)
         deps += [d for d in more if d["metadata"]["labels"][ROLE_LABEL] in missing]
+    compared_services, compared_deps = comparison_children(
+        owner, spec, after, desired, templates, seen.comparator_image or comparator_image()
+    )
+    # With a comparison, mirrored copies go to the comparator, which asks the shadow.
+    mirror_target = child_name(owner.name, COMPARATOR) if compare_spec(spec) else None
     objects = [
-        *traffic.render_routes(owner, spec, after),
+        *traffic.render_routes(owner, spec, after, mirror_target),
         *services(owner, spec, after),
+        *compared_services,
         *deps,
+        *compared_deps,
     ]
     return Wanted(decision, objects, obs)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
-from shadowroute.names import CANARY, PRIMARY, REVISION_LABEL, SHADOW, Owner
+from shadowroute.names import BASELINE, CANARY, COMPARATOR, PRIMARY, REVISION_LABEL, SHADOW, Owner
 from shadowroute.render.diff import (
     APPLIED_HASH,
     content_hash,
@@ -231,6 +231,8 @@ def test_workloads_by_role() -> None:
         PRIMARY: Workload("a", 3, True),
         CANARY: Workload("b", 1, False),
         SHADOW: None,
+        BASELINE: None,
+        COMPARATOR: None,
     }
 
 

@@ -53,6 +53,7 @@ def duration_fields(node: dict[str, Any], path: str = "spec") -> list[tuple[str,
 FIELDS = duration_fields(SCHEMA["properties"]["spec"])
 EXPECTED_BOUNDS = {
     "spec.strategy.shadow.duration": ("1s", "8760h"),
+    "spec.strategy.shadow.compare.timeout": ("100ms", "5m"),
     "spec.strategy.canary.steps[].pause.duration": ("0s", "8760h"),
     "spec.strategy.blueGreen.previewDuration": ("0s", "8760h"),
     "spec.progressDeadline": ("1s", "8760h"),

@@ -25,7 +25,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "stages",  # what a stage means: pure queries every layer above asks
         # the state machine; the children; metrics/logs; Secrets read; the HTTP session
         "rollout render observability secrets http",
-        "traffic analysis compare",  # the providers' routes; the checks; shadow comparison
+        "compare",  # shadow comparison: the differ, the tally, the comparator, its gate
+        "traffic analysis",  # the providers' routes; the checks
         "kube notify",  # the only code that talks to the API server; the webhooks
         "wanted",  # what one reconcile wants: decision plus desired objects
         "reconciler cli",  # the operator's reconcile; the kubectl plugin

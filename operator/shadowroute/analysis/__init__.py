@@ -13,9 +13,11 @@ time of the last run), so a restarted operator carries on where it was.
 The parts: `evaluate` (one evaluation: the run, its guard), `scope` (what to look at,
 when; pure), `templates` and `presets` (the queries; pure), `prometheus` (the client:
 the only network I/O to Prometheus), `secrets` (the endpoint's credentials), `judge`
-(verdicts; pure). Webhook notifications are not analysis: `shadowroute.notify`.
+(verdicts; pure), `comparison` (the shadow comparison's counters, judged by
+`shadowroute.compare.gate`). Webhook notifications are not analysis: `shadowroute.notify`.
 """
 
+from .comparison import Comparison, compare
 from .evaluate import (
     CREDENTIALS_INVALID,
     ERROR,
@@ -36,8 +38,10 @@ __all__ = [
     "IDLE",
     "MAX_ERROR_MESSAGE",
     "UNAVAILABLE",
+    "Comparison",
     "Evaluation",
     "Planned",
     "Run",
+    "compare",
     "evaluate",
 ]

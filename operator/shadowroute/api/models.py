@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ..names import ROLES, Phase, Stage
+from ..names import COMPARE_ROLES, ROLES, Phase, Stage
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
 from .rules import Has, Is, Lacks, Rule, enforce, validations
 
@@ -54,6 +54,8 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 CHILD_SUFFIXES = tuple(f"-{role}" for role in ROLES)
 MAX_NAME_LENGTH = 63 - max(len(suffix) for suffix in CHILD_SUFFIXES)
 """55: the children's Service names (``<name>-primary``) must stay DNS-1035 labels."""
+MAX_COMPARED_NAME_LENGTH = 63 - max(len(f"-{role}") for role in COMPARE_ROLES)
+"""52: with a shadow comparison, ``<name>-comparator`` must fit too."""
 
 HISTORY_LIMIT = 20
 MAX_CANARY_STEPS = 20
@@ -425,13 +427,144 @@ class ServiceSpec(SpecModel):
         return ports
 
 
+class HttpMethod(StrEnum):
+    """An HTTP method the comparator may replay."""
+
+    GET = "GET"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+SAFE_METHODS = (HttpMethod.GET, HttpMethod.HEAD, HttpMethod.OPTIONS)
+"""Methods without side effects (RFC 9110 9.2.1): the only ones replayed by default."""
+
+
+class CompareAgainst(StrEnum):
+    """What the shadow's answers are compared with."""
+
+    BASELINE = "baseline"
+    PRIMARY = "primary"
+
+
+IGNORE_PATH_PATTERN = r"^body([.\[].*)?$"
+MAX_IGNORED = 64
+COMPARE_MIN_REPLICAS_NOTE = (
+    "two pods let the comparator learn what differs between two instances of the same "
+    "version (a host name, a pod IP) as noise"
+)
+
+IGNORE_HEADER_PATTERN = r"^[a-z0-9!#$%&'+.^_`|~-]+\*?$"
+"""A lower-case header name (an HTTP token), or a prefix of one ending in `*`."""
+
+IgnoredPath = Annotated[str, StringConstraints(pattern=IGNORE_PATH_PATTERN, max_length=256)]
+IgnoredHeader = Annotated[str, StringConstraints(pattern=IGNORE_HEADER_PATTERN, max_length=128)]
+
+
+class ShadowCompare(SpecModel):
+    """Compare the shadow's answers with the stable version's, noise subtracted, and gate
+    the shadow stage on the mismatch rate (docs/comparison.md)."""
+
+    max_mismatch_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Largest share of compared requests (0..1) whose answers may differ "
+        "beyond noise; more rolls back with reason ShadowMismatch.",
+    )
+    min_compared: int = Field(
+        100,
+        ge=1,
+        le=10_000_000,
+        description="Compared requests needed before any verdict; fewer holds the stage.",
+    )
+    methods: list[HttpMethod] = Field(
+        default_factory=lambda: list(SAFE_METHODS),
+        min_length=1,
+        max_length=len(HttpMethod),
+        description="Methods replayed to the shadow and the baseline; others are not "
+        "compared (default: the safe methods GET, HEAD, OPTIONS).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "default": [m.value for m in SAFE_METHODS],
+        },
+    )
+    ignore_headers: list[IgnoredHeader] = Field(
+        default_factory=list,
+        max_length=MAX_IGNORED,
+        description="Response headers never compared (lower case), besides the defaults "
+        "(date, server, hop-by-hop, x-envoy-*).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    ignore_paths: list[IgnoredPath] = Field(
+        default_factory=list,
+        max_length=MAX_IGNORED,
+        description="JSON body paths never compared, like body.meta.requestId or "
+        "body.items[*].updatedAt; a path ignores everything below it.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    compare_bodies: bool = Field(
+        True, description="Compare the bodies too; false compares status and headers only."
+    )
+    max_latency_ratio: float | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="The shadow's p95 latency may be at most this many times the "
+        "baseline's; unset means no latency budget.",
+    )
+    against: CompareAgainst = Field(
+        CompareAgainst.BASELINE,
+        description="baseline: a small <name>-baseline Deployment of the stable version, "
+        "alive only while shadowing (no copy reaches the primary); primary: the primary "
+        "itself (extra load and side effects on it).",
+    )
+    baseline_replicas: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description=f"Pods of <name>-baseline; {COMPARE_MIN_REPLICAS_NOTE}.",
+    )
+    timeout: QueryTimeout = Field(
+        "5s", description="How long the comparator waits for each answer."
+    )
+
+
 class ShadowStage(SpecModel):
     """Mirror a share of live requests to the new version before any user sees it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.compare) || self.mirrorPercent > 0",
+                "spec.strategy.shadow.compare needs mirrorPercent above 0: nothing would be "
+                "compared",
+                ".mirrorPercent",
+            ),
+        )
+    )
 
     duration: PositiveDuration = Field(description="How long to shadow before the canary starts.")
     mirror_percent: int = Field(
         100, ge=0, le=100, description="Percent of live requests copied to the shadow."
     )
+    compare: ShadowCompare | None = Field(
+        None,
+        description="Compare the mirrored answers with the stable version's and gate on "
+        "them; unset mirrors without comparing.",
+    )
+
+    @model_validator(mode="after")
+    def _compare_needs_copies(self) -> Self:
+        if self.compare is not None and self.mirror_percent == 0:
+            raise ValueError(
+                "spec.strategy.shadow.compare needs mirrorPercent above 0: nothing would be "
+                "compared"
+            )
+        return self
 
 
 class StepPause(SpecModel):
@@ -1456,6 +1589,56 @@ class AnalysisStatus(StatusModel):
     )
 
 
+class ComparisonVerdict(StrEnum):
+    """What the shadow comparison concluded so far."""
+
+    PASS = "Pass"
+    FAIL = "Fail"
+    NOT_ENOUGH_DATA = "NotEnoughData"
+    UNKNOWN = "Unknown"
+
+
+MAX_TOP_FIELDS = 5
+
+
+class FieldDifference(StatusModel):
+    """One response field that differed between the shadow and the stable version."""
+
+    name: str = Field(
+        max_length=256, description="The field: status, header:<name> or body.<path>."
+    )
+    raw: int = Field(ge=0, description="Compared requests where it differed old vs new.")
+    noise: int = Field(ge=0, description="Compared requests where it differed old vs old.")
+    real: bool = Field(description="It differs beyond noise: it counts towards the mismatch rate.")
+
+
+class ComparisonStatus(StatusModel):
+    """The last look at the shadow comparison of the revision on trial."""
+
+    revision: str = Field("", description="The revision compared.")
+    verdict: ComparisonVerdict | None = Field(
+        None, description="Pass, Fail, NotEnoughData, or Unknown (the counts could not be read)."
+    )
+    reason: str = Field(
+        "",
+        max_length=128,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Why, in one CamelCase word.",
+    )
+    message: str = Field("", description="Why, for people: counts, rate and top fields.")
+    compared: int = Field(0, ge=0, description="Requests compared so far.")
+    mismatched: int = Field(0, ge=0, description="Of those, answers that differ beyond noise.")
+    mismatch_rate: MetricValue = Field(None, description="mismatched / compared.")
+    shadow_p95: MetricValue = Field(None, description="The shadow's p95 latency, seconds.")
+    baseline_p95: MetricValue = Field(None, description="The baseline's p95 latency, seconds.")
+    top_fields: list[FieldDifference] = Field(
+        default_factory=list,
+        max_length=MAX_TOP_FIELDS,
+        description="The fields differing most beyond noise.",
+    )
+    checked_at: Timestamp | None = Field(None, description="When the counts were read.")
+
+
 class HistoryEntry(StatusModel):
     """How one rollout ended."""
 
@@ -1564,6 +1747,9 @@ class ShadowRouteStatus(StatusModel):
     analysis: AnalysisStatus = Field(
         default_factory=AnalysisStatus, description="The last analysis run."
     )
+    comparison: ComparisonStatus | None = Field(
+        None, description="The shadow comparison of the revision on trial, when it compares."
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list,
         max_length=HISTORY_LIMIT,
@@ -1628,6 +1814,11 @@ _NAME_TOO_LONG = (
     f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the operator names its "
     "Services <name>-primary, <name>-canary and <name>-shadow, which must fit in 63"
 )
+_COMPARED_NAME_TOO_LONG = (
+    f"metadata.name must be at most {MAX_COMPARED_NAME_LENGTH} characters with "
+    "spec.strategy.shadow.compare: the operator names its Services <name>-baseline and "
+    "<name>-comparator, which must fit in 63"
+)
 _NAME_NOT_DNS_1035 = (
     "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', "
     "starting with a letter): it names Services"
@@ -1644,6 +1835,11 @@ class ShadowRoute(_WireModel):
         extra="ignore",
         json_schema_extra=cel_rules(
             (f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", _NAME_TOO_LONG),
+            (
+                "!has(self.spec.strategy.shadow) || !has(self.spec.strategy.shadow.compare) "
+                f"|| size(self.metadata.name) <= {MAX_COMPARED_NAME_LENGTH}",
+                _COMPARED_NAME_TOO_LONG,
+            ),
             (f"self.metadata.name.matches('{DNS_1035_LABEL_PATTERN}')", _NAME_NOT_DNS_1035),
         ),
     )
@@ -1672,6 +1868,15 @@ class ShadowRoute(_WireModel):
         if not re.fullmatch(DNS_1035_LABEL_PATTERN, name):
             raise ValueError(_NAME_NOT_DNS_1035)
         return metadata
+
+    @model_validator(mode="after")
+    def _name_fits_comparison_names(self) -> Self:
+        name = self.metadata.get("name")
+        shadow = self.spec.strategy.shadow
+        compares = shadow is not None and shadow.compare is not None
+        if compares and name is not None and len(name) > MAX_COMPARED_NAME_LENGTH:
+            raise ValueError(_COMPARED_NAME_TOO_LONG)
+        return self
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ShadowRoute:

@@ -98,6 +98,18 @@ class ShadowVerdict:
         return f"{head}; most differing fields: {fields}"
 
 
+def is_real(
+    raw: float,
+    noise: float,
+    compared: float,
+    relative_gap: float = RELATIVE_GAP,
+    absolute_gap: float = ABSOLUTE_GAP,
+) -> bool:
+    """Whether a field with these counts differs beyond noise (the module's rule)."""
+    gap = raw - noise
+    return gap > 0 and gap / raw > relative_gap and compared > 0 and gap / compared > absolute_gap
+
+
 def _cut(name: str) -> str:
     return name if len(name) <= MAX_NAME_LENGTH else name[: MAX_NAME_LENGTH - 1] + "…"
 
@@ -170,10 +182,7 @@ class Tally:
         return FieldCount(name, raw, noise, self._is_real(raw, noise))
 
     def _is_real(self, raw: int, noise: int) -> bool:
-        gap = raw - noise
-        return (
-            gap > 0 and gap / raw > self.relative_gap and gap / self._compared > self.absolute_gap
-        )
+        return is_real(raw, noise, self._compared, self.relative_gap, self.absolute_gap)
 
     @property
     def fields(self) -> tuple[FieldCount, ...]:

@@ -18,7 +18,6 @@ from ..names import (
     NAME_LABEL,
     PRIMARY,
     ROLES,
-    SHADOW,
     Owner,
     child_labels,
     child_metadata,
@@ -50,7 +49,7 @@ def deployment(
     meta = pod.setdefault("metadata", {})
     pod_labels = dict(meta.get("labels") or {})
     pod_labels.update(child_labels(owner.name, role, revision))
-    if role != SHADOW:
+    if role in (PRIMARY, CANARY):  # what the entry Service may select
         pod_labels[LIVE_LABEL] = "true"
     meta["labels"] = pod_labels
     return {
@@ -63,6 +62,11 @@ def deployment(
             "template": pod,
         },
     }
+
+
+def route_port(spec: ShadowRouteSpec) -> int:
+    """The Service port routes send to: spec.traffic.port, else the first port."""
+    return spec.traffic.port or spec.service.ports[0].port
 
 
 def entry_selector(owner_name: str, status: ShadowRouteStatus) -> dict[str, str]:

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from ..names import (
+    COMPARE_ROLES,
     GATE_NAMES,
     GATE_PREFIX,
     LIVE_LABEL,
@@ -39,7 +40,9 @@ def workload(dep: dict[str, Any] | None) -> Workload | None:
 
 def workloads(owner: str, deployments: list[dict[str, Any]]) -> dict[str, Workload | None]:
     by_name = {d["metadata"]["name"]: d for d in deployments}
-    return {role: workload(by_name.get(child_name(owner, role))) for role in ROLES}
+    return {
+        role: workload(by_name.get(child_name(owner, role))) for role in (*ROLES, *COMPARE_ROLES)
+    }
 
 
 def user_template(dep: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

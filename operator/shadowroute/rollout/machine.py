@@ -26,7 +26,7 @@ from ..api.models import (
     format_timestamp,
     parse_timestamp,
 )
-from ..names import CANARY, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
+from ..names import BASELINE, CANARY, COMPARATOR, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
 from ..reasons import Reason
 from ..revision import template_revision
 from ..stages import canary_step, current_step, in_rollout, replicas_for
@@ -428,9 +428,13 @@ def _shadowing(run: _Run) -> None:
         _enter(run, Stage.PROGRESSING, 0)
         run.event(Reason.SHADOW_REMOVED, f"the shadow stage left the spec; {_stage_text(run)}")
         return
-    want = replicas_for(SHADOW, run.spec, s)
-    if not _ready(run.obs.shadow, run.desired, want):
-        _hold_or_timeout(run, f"shadow of revision {run.desired}")
+    not_ready = _shadow_not_ready(run)
+    if not_ready:
+        _hold_or_timeout(run, not_ready)
+        return
+    comparison = run.obs.comparison
+    if comparison is not None and comparison.health is Health.FAILED:
+        _rollback(run, comparison.reason or Reason.SHADOW_MISMATCH, comparison.message)
         return
     if run.paused:  # held: the mirror stays as it is, the stage's timer does not start
         s.message = "paused while shadowing"
@@ -445,9 +449,33 @@ def _shadowing(run: _Run) -> None:
     if not _analysis_allows_advance(run):
         s.message = "shadow duration passed; waiting for the analysis to pass"
         return
+    if shadow.compare is not None and (
+        comparison is None or comparison.health is not Health.HEALTHY
+    ):
+        why = comparison.message if comparison is not None else "not read yet"
+        s.message = f"shadow duration passed; waiting for the comparison to pass: {why}"
+        return
     s.mirror_percent = 0
     _enter(run, Stage.PROGRESSING, 0)
     run.event(Reason.SHADOW_PASSED, f"shadow of revision {run.desired} passed; {_stage_text(run)}")
+
+
+def _shadow_not_ready(run: _Run) -> str:
+    """What of the shadow stage is not ready yet ("" when all is): the shadow, and with a
+    comparison its comparator and baseline too — copies reach the comparator only once
+    it answers, and it compares only once both sides do."""
+    s, spec = run.s, run.spec
+    if not _ready(run.obs.shadow, run.desired, replicas_for(SHADOW, spec, s)):
+        return f"shadow of revision {run.desired}"
+    shadow = spec.strategy.shadow
+    if shadow is None or shadow.compare is None:
+        return ""
+    if not _ready(run.obs.comparator, run.desired, replicas_for(COMPARATOR, spec, s)):
+        return f"comparator of revision {run.desired}"
+    baseline = replicas_for(BASELINE, spec, s)
+    if baseline and not _ready(run.obs.baseline, s.stable_revision, baseline):
+        return f"baseline (revision {s.stable_revision})"
+    return ""
 
 
 def _progressing(run: _Run) -> None:

@@ -64,9 +64,13 @@ class Observation:
     primary: Workload | None = None
     canary: Workload | None = None
     shadow: Workload | None = None
+    baseline: Workload | None = None
+    comparator: Workload | None = None
     gates: Gates = field(default_factory=Gates)
     analysis: AnalysisSignal | None = None
     """None when the spec has no analysis: the checks are then the health gates alone."""
+    comparison: AnalysisSignal | None = None
+    """The shadow comparison's verdict; None when the stage is not gated by one."""
     primary_template_known: bool = True
     """False when the primary must keep running an older revision but its template
     could not be read from the live primary Deployment (someone deleted it)."""

@@ -19,6 +19,7 @@ from ..api.models import (
     StickinessSpec,
 )
 from ..names import CANARY, PRIMARY, SHADOW, Owner, child_name
+from ..render.workloads import route_port
 from ..stages import canary_on_trial, canary_serves
 
 STICKY_COOKIE_ATTRIBUTES = "Path=/; HttpOnly; SameSite=Lax"
@@ -80,11 +81,6 @@ def intent(
         stickiness=spec.traffic.stickiness if in_rollout and 0 < weight < 100 else None,
         token=status.canary_revision,
     )
-
-
-def route_port(spec: ShadowRouteSpec) -> int:
-    """The Service port routes send to: spec.traffic.port, else the first port."""
-    return spec.traffic.port or spec.service.ports[0].port
 
 
 def set_cookie(cookie: CookieStickiness, token: str) -> str:
