@@ -145,7 +145,10 @@ class Demo:
                 "--metrics-port",
                 "0",
             ],
-            env={"KUBECONFIG": self.kubeconfig},
+            env={
+                "KUBECONFIG": self.kubeconfig,
+                "SHADOWROUTE_COMPARATOR_IMAGE": "shadowroute.local/shadowroute",
+            },
         )
 
     def down(self) -> None:

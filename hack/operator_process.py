@@ -39,7 +39,14 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.starts += 1
         self.log = self.log_dir / f"operator-{id(self)}-{self.starts}.log"
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+            # The test kubelet runs this image's entry points from this environment.
+            "SHADOWROUTE_COMPARATOR_IMAGE": "shadowroute.local/shadowroute",
+            **self.env,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shadowroute", "--metrics-port", str(self.metrics_port),
              "--metrics-address", "127.0.0.1", *self.args],

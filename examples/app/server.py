@@ -50,7 +50,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
@@ -82,6 +82,10 @@ class Config:
     seed: int | None
     body_fields: dict[str, Any]
     healthz_fail: bool
+    diff_rate: Fraction = Fraction(0)
+    diff_paths: tuple[str, ...] = ()
+    diff_fields: dict[str, Any] = field(default_factory=dict)
+    fresh_request_id: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -102,6 +106,10 @@ class Config:
             seed=_integer(env, "SEED", 0) if "SEED" in env else None,
             body_fields=_body_fields(env.get("BODY_FIELDS", "{}")),
             healthz_fail=env.get("HEALTHZ_FAIL", "0") == "1",
+            diff_rate=Fraction(str(_number(env, "DIFF_RATE", 0, high=1))),
+            diff_paths=tuple(p.strip() for p in env.get("DIFF_PATHS", "").split(",") if p),
+            diff_fields=_body_fields(env.get("DIFF_FIELDS", "{}"), "DIFF_FIELDS"),
+            fresh_request_id=env.get("FRESH_REQUEST_ID", "0") == "1",
         )
 
 
@@ -124,15 +132,15 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingError(f"{name}={raw!r} is not an integer") from None
 
 
-def _body_fields(raw: str) -> dict[str, Any]:
+def _body_fields(raw: str, name: str = "BODY_FIELDS") -> dict[str, Any]:
     try:
         fields = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise SettingError(f"BODY_FIELDS is not JSON: {error}") from None
+        raise SettingError(f"{name} is not JSON: {error}") from None
     if not isinstance(fields, dict):
-        raise SettingError("BODY_FIELDS must be a JSON object")
+        raise SettingError(f"{name} must be a JSON object")
     if clash := sorted(BUILT_IN_FIELDS & fields.keys()):
-        raise SettingError(f"BODY_FIELDS may not replace the built-in fields {clash}")
+        raise SettingError(f"{name} may not replace the built-in fields {clash}")
     return fields
 
 
@@ -162,11 +170,16 @@ def build_app(config: Config) -> web.Application:
         registry=registry,
     )
     errors = ErrorSchedule(config.error_rate)
+    diffs = ErrorSchedule(config.diff_rate)
     jitter = random.Random(config.seed)
 
     def injects_error(path: str) -> bool:
         on_error_path = not config.error_paths or path.startswith(config.error_paths)
         return on_error_path and errors.next_fails()
+
+    def answers_differently(path: str) -> bool:
+        on_diff_path = not config.diff_paths or path.startswith(config.diff_paths)
+        return bool(config.diff_fields) and on_diff_path and diffs.next_fails()
 
     async def healthz(_: web.Request) -> web.Response:
         if config.healthz_fail:
@@ -194,11 +207,15 @@ def build_app(config: Config) -> web.Application:
             "time": datetime.now(UTC).isoformat(timespec="microseconds"),
             **config.body_fields,
         }
+        if answers_differently(request.path):
+            body.update(config.diff_fields)
         if fails:
             body["error"] = "injected (ERROR_RATE)"
         status = 500 if fails else 200
         response = web.json_response(body, status=status)
-        if request_id := request.headers.get("X-Request-Id"):
+        if config.fresh_request_id:
+            response.headers["X-Request-Id"] = uuid.uuid4().hex
+        elif request_id := request.headers.get("X-Request-Id"):
             response.headers["X-Request-Id"] = request_id
         requests_total.labels(code=str(status), method=request.method).inc()
         duration.labels(method=request.method).observe(time.perf_counter() - started)

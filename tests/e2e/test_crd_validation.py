@@ -56,7 +56,22 @@ def valid_manifest() -> Manifest:
             },
             "service": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
             "strategy": {
-                "shadow": {"duration": "5m", "mirrorPercent": 50},
+                "shadow": {
+                    "duration": "5m",
+                    "mirrorPercent": 50,
+                    "compare": {
+                        "maxMismatchRate": 0.02,
+                        "minCompared": 50,
+                        "methods": ["GET", "POST"],
+                        "ignorePaths": ["body.meta.id", "body.items[*].at", 'body["a.b"]'],
+                        "ignoreHeaders": ["x-request-id", "x-trace-*"],
+                        "compareBodies": True,
+                        "maxLatencyRatio": 2.5,
+                        "against": "baseline",
+                        "baselineReplicas": 2,
+                        "timeout": "2s",
+                    },
+                },
                 "canary": {
                     "steps": [
                         {"weight": 10, "pause": {"duration": "2m"}},
@@ -148,6 +163,7 @@ class Invalid:
 STEPS = "spec.strategy.canary.steps"
 PORTS = "spec.service.ports"
 METRICS = "spec.analysis.metrics"
+COMPARE = "spec.strategy.shadow.compare"
 GE = "greater than or equal to"
 LE = "less than or equal to"
 PATTERN = "should match"
@@ -373,6 +389,51 @@ INVALID: list[Invalid] = [
         "cooldown-sums-past-a-year",
         put("spec.rollback.cooldown", "8000h760h0.000000001s"),
         ("spec.rollback.cooldown", "must be a duration of at most 8760h"),
+    ),
+    Invalid(
+        "compare-without-copies",
+        put("spec.strategy.shadow.mirrorPercent", 0),
+        ("spec.strategy.shadow.mirrorPercent", "compare needs mirrorPercent above 0"),
+    ),
+    Invalid(
+        "compare-unknown-method",
+        put(f"{COMPARE}.methods", ["GET", "FETCH"]),
+        (f"{COMPARE}.methods[1]", "Unsupported value"),
+    ),
+    Invalid(
+        "compare-methods-twice",
+        put(f"{COMPARE}.methods", ["GET", "GET"]),
+        (f"{COMPARE}.methods[1]", "Duplicate value"),
+    ),
+    Invalid(
+        "compare-path-outside-the-body",
+        put(f"{COMPARE}.ignorePaths", ["meta.id"]),
+        (f"{COMPARE}.ignorePaths[0]", PATTERN),
+    ),
+    Invalid(
+        "compare-header-upper-case",
+        put(f"{COMPARE}.ignoreHeaders", ["X-Request-Id"]),
+        (f"{COMPARE}.ignoreHeaders[0]", PATTERN),
+    ),
+    Invalid(
+        "compare-rate-above-one",
+        put(f"{COMPARE}.maxMismatchRate", 2),
+        (f"{COMPARE}.maxMismatchRate", f"{LE} 1"),
+    ),
+    Invalid(
+        "compare-latency-ratio-below-one",
+        put(f"{COMPARE}.maxLatencyRatio", 0.5),
+        (f"{COMPARE}.maxLatencyRatio", f"{GE} 1"),
+    ),
+    Invalid(
+        "compare-against-unknown",
+        put(f"{COMPARE}.against", "secondary"),
+        (f"{COMPARE}.against", "Unsupported value"),
+    ),
+    Invalid(
+        "compare-name-too-long",
+        put("metadata.name", "a" * 53),
+        ("at most 52 characters with spec.strategy.shadow.compare",),
     ),
     # Strict field validation (kubectl's default) turns pruning into an error.
     Invalid("unknown-spec-field", put("spec.colour", "blue"), ('unknown field "spec.colour"',)),

@@ -21,6 +21,7 @@ from typing import Any
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
 from shadowroute.names import (
     CANARY,
+    COMPARE_ROLES,
     GATE_NAMES,
     GATE_PREFIX,
     PRIMARY,
@@ -100,11 +101,14 @@ class Dep:
 class Sim:
     raw: dict[str, Any]
     now: datetime = T0
-    ready_after: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
+    ready_after: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((*ROLES, *COMPARE_ROLES), 0)
+    )
     status: ShadowRouteStatus = field(default_factory=ShadowRouteStatus)
     deps: dict[str, Dep] = field(default_factory=dict)
     gates: Gates = field(default_factory=Gates)
     analysis: AnalysisSignal | None = None
+    comparison: AnalysisSignal | None = None
     broken: set[str] = field(default_factory=set)
     """Revisions whose pods never become ready."""
     flapping: set[str] = field(default_factory=set)
@@ -167,6 +171,8 @@ class Sim:
             annotations=gates,
             deployments=[self.live(role, dep) for role, dep in self.deps.items()],
             analysis=self.analysis,
+            comparison=self.comparison,
+            comparator_image="shadowroute:test",
         )
 
     def observation(self) -> Observation:

@@ -61,6 +61,20 @@ def test_errors_are_exact_and_only_on_error_paths(v2: str) -> None:
     assert headers["X-Version"] == "v2" and body["version"] == "v2" and body["error"]
 
 
+def test_a_share_of_answers_on_diff_paths_differs() -> None:
+    with sample_app(
+        BODY_FIELDS='{"price": 12}', DIFF_FIELDS='{"price": 13}', DIFF_RATE="0.25",
+        DIFF_PATHS="/price", FRESH_REQUEST_ID="1",
+    ) as (url, _):  # fmt: skip
+        prices = [get_json(url + "/price/book")[2]["price"] for _ in range(8)]
+        assert prices == [12, 12, 12, 13] * 2
+        assert {get_json(url + "/cart")[2]["price"] for _ in range(8)} == {12}
+        ids = {
+            get_json(url + "/cart", {"X-Request-Id": "same"})[1]["X-Request-Id"] for _ in range(3)
+        }
+        assert len(ids) == 3 and "same" not in ids
+
+
 @pytest.mark.parametrize("rate", ["0.1", "0.29", "0.5", "1", "0"])
 def test_the_error_schedule_fails_floor_n_times_rate(rate: str) -> None:
     schedule = server.ErrorSchedule(Fraction(rate))
@@ -116,6 +130,8 @@ def test_sigterm_stops_it_within_a_second() -> None:
         ({"BODY_FIELDS": "[1]"}, "BODY_FIELDS must be a JSON object"),
         ({"BODY_FIELDS": '{"version": "x"}'}, "may not replace the built-in fields ['version']"),
         ({"PORT": "http"}, "PORT='http' is not an integer"),
+        ({"DIFF_FIELDS": '{"time": 1}'}, "DIFF_FIELDS may not replace the built-in fields"),
+        ({"DIFF_RATE": "2"}, "DIFF_RATE='2' is outside 0..1"),
         ({"PORT": "70000"}, "PORT=70000 is outside"),
     ],
 )

@@ -63,13 +63,14 @@ has the table with the reason for each line). A verb not listed here is never us
 # Children: listed by label and watched; read by name before the first apply (an
 # object of that name that is not the operator's is never taken over); written by
 # server-side apply, which needs create (the first apply makes the object) and patch.
-# Never deleted: owner references let the garbage collector do that.
+# Deleted only when a ShadowRoute stops comparing its shadow (<name>-baseline and
+# <name>-comparator go); otherwise owner references let the garbage collector do it.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Routes of the traffic providers: listed by label (every provider's kind, each
 # reconcile, to find routes left behind) and watched (a hand edit is put back at
 # once), applied, and deleted when a ShadowRoute switches provider (the old

@@ -532,6 +532,14 @@ class ShadowCompare(SpecModel):
         "5s", description="How long the comparator waits for each answer."
     )
 
+    @field_validator("methods", "ignore_headers", "ignore_paths")
+    @classmethod
+    def _each_once(cls, items: list[Any]) -> list[Any]:
+        # The Python twin of x-kubernetes-list-type: set.
+        if len(items) != len(set(items)):
+            raise ValueError("each value may appear once")
+        return items
+
 
 class ShadowStage(SpecModel):
     """Mirror a share of live requests to the new version before any user sees it."""
