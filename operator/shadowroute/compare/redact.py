@@ -19,8 +19,9 @@ MAX_HEADER_VALUE = 512
 
 
 def is_credential(name: str) -> bool:
-    """Whether a header may carry a credential (by its name, case-insensitive)."""
-    lowered = name.lower()
+    """Whether a header (or query parameter) may carry a credential, by its name:
+    case-insensitive, ``_`` read as ``-``."""
+    lowered = name.lower().replace("_", "-")
     return lowered in CREDENTIAL_HEADERS or any(w in lowered for w in CREDENTIAL_WORDS)
 
 
