@@ -4,7 +4,10 @@ request's three answers count as (the summary)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -110,6 +113,14 @@ def test_bad_input_is_a_usage_error(extra: list[str], capsys: pytest.CaptureFixt
         parse_args([*ARGS, *extra])
     assert exit_.value.code == 2
     assert "shadowroute-compare" in capsys.readouterr().err
+
+
+def test_entry_points() -> None:
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["shadowroute-compare"] == (
+        "shadowroute.compare.__main__:main"
+    )
+    assert callable(importlib.import_module("shadowroute.compare.__main__").main)
 
 
 def test_required_arguments() -> None:

@@ -20,7 +20,6 @@ in-flight reached: never queued) and ``error`` (a bug of ours, logged).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,12 +169,3 @@ class Comparison:
             "latency": {side: r.as_dict() for side, r in self.latency.items()},
             "samples": self.samples.listed(lambda name: (-self._gap(name), name)),
         }
-
-
-def matched(compared: int, mismatched: int) -> int:
-    return max(0, compared - mismatched)
-
-
-def reasons(counts: dict[str, int], known: Iterable[str]) -> dict[str, int]:
-    """Counts with every known reason present (zero when never seen)."""
-    return {**dict.fromkeys(known, 0), **counts}
