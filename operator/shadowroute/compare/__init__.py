@@ -2,8 +2,14 @@
 more than two instances of the old version differ from each other.
 
 Pure, no I/O: `differ` turns answers into fields and differing field names, `tally`
-counts them over many requests, subtracts the noise and gives a verdict. The
-comparator service (the mirror target) is built around them elsewhere.
+counts them over many requests, subtracts the noise and gives a verdict.
+
+The comparator (the mirror target, ``shadowroute-compare`` / ``python -m
+shadowroute.compare``) is built around them: `config` (its command line), `resolve`
+(where the asks go), `redact`, `samples`, `latency` and `comparison` (what three
+answers count as, the summary) are pure; `metrics` reads the comparison at scrape time;
+`server` does the I/O; `__main__` starts it. They are imported by module, not here, so
+that importing the pure differ costs no aiohttp.
 """
 
 from .differ import (
