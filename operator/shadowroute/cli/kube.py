@@ -122,6 +122,23 @@ class Cluster:
                 return None
             raise
 
+    def comparator_summary(self, namespace: str, name: str) -> dict[str, Any]:
+        """The comparator's /summary, through the API server's service proxy (needs get
+        on services/proxy): it answers only while a revision shadows."""
+        service = f"{name}-comparator"
+        path = f"/api/v1/namespaces/{namespace}/services/http:{service}:admin/proxy/summary"
+        try:
+            return self.request("GET", path, what=f"the comparator of {name}")
+        except CliError as exc:
+            if exc.status in (404, 502, 503):
+                raise CliError(
+                    f"no comparator answers for {name!r}: it runs only while a revision "
+                    f"shadows (status.comparison keeps the last verdict) [{exc}]",
+                    NOT_FOUND,
+                    exc.status,
+                ) from None
+            raise
+
     def list_routes(self, namespace: str | None) -> list[dict[str, Any]]:
         path = (
             f"{ROUTES}/{PLURAL}"

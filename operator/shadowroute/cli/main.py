@@ -24,7 +24,7 @@ from .. import __version__, traffic
 from ..api.models import KIND, ShadowRouteSpec
 from ..names import ConditionType, Stage
 from ..rollout.machine import desired_revision
-from . import exit_codes, gates, plan, view
+from . import diff, exit_codes, gates, plan, view
 from .kube import CliError, Cluster
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {c}  {m}" for c, m in exit_codes.ALL.items())
@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--wait", action="store_true", help="wait until the operator acknowledged the gate"
         )
         p.add_argument("--timeout", type=float, default=60, help="seconds --wait waits")
+
+    p = command(
+        "diff",
+        "the shadow comparison of the revision shadowing now: differing fields with "
+        "their noise, and redacted sample pairs side by side",
+    )
+    p.add_argument("name")
+    p.add_argument("--samples", type=int, default=3, help="sample pairs to show (text)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     p = command("history", "the last rollouts of one ShadowRoute: outcome, reason, time")
     p.add_argument("name")
@@ -210,6 +219,25 @@ class App:
                 self.err.write(f"timed out after {a.timeout:g}s; the rollout has not ended\n")
                 return exit_codes.TIMEOUT
             time.sleep(a.interval)
+
+    # ------------------------------------------------------------------ diff
+
+    def cmd_diff(self) -> int:
+        a = self.args
+        obj = self.cluster.get_route(self.namespace, a.name)
+        shadow = ((obj.get("spec") or {}).get("strategy") or {}).get("shadow") or {}
+        if "compare" not in shadow:
+            raise CliError(
+                f"ShadowRoute {a.name!r} does not compare its shadow "
+                "(spec.strategy.shadow.compare is unset)",
+                exit_codes.NOT_FOUND,
+            )
+        summary = self.cluster.comparator_summary(self.namespace, a.name)
+        if a.output == "json":
+            self.print(json.dumps(summary, indent=2))
+        else:
+            self.print(diff.diff_view(summary, max(a.samples, 0)))
+        return exit_codes.OK
 
     # ------------------------------------------------------------------ gates
 

@@ -191,6 +191,7 @@ def status_view(
         else:
             lines.append("no analysis run yet")
 
+    lines += _comparison_lines(status.get("comparison"), now)
     lines += ["", "EVENTS"]
     recent = list(events)[-max_events:]
     if recent:
@@ -206,6 +207,39 @@ def status_view(
     else:
         lines.append("none")
     return "\n".join(lines)
+
+
+def _comparison_lines(c: dict[str, Any] | None, now: dt.datetime) -> list[str]:
+    """The shadow comparison's last look (status.comparison), when there is one."""
+    if not c:
+        return []
+    rate = c.get("mismatchRate")
+    shown = f"{rate:.2%}" if isinstance(rate, int | float) else "-"
+    lines = [
+        "",
+        f"COMPARISON revision {c.get('revision') or '-'}: {c.get('verdict') or '-'} "
+        f"({c.get('reason') or '-'}), {c.get('compared') or 0} compared, "
+        f"{c.get('mismatched') or 0} mismatched ({shown}), read {age(c.get('checkedAt'), now)} ago",
+    ]
+    p95 = [c.get("shadowP95"), c.get("baselineP95")]
+    if any(isinstance(v, int | float) for v in p95):
+        shadow, baseline = (
+            f"{v * 1000:.0f} ms" if isinstance(v, int | float) else "-" for v in p95
+        )
+        lines.append(f"latency    p95 shadow {shadow}, baseline {baseline}")
+    if c.get("topFields"):
+        lines.append(
+            table(
+                ["FIELD", "RAW", "NOISE", "BEYOND NOISE"],
+                [
+                    [f.get("name"), f.get("raw"), f.get("noise"), "yes" if f.get("real") else "no"]
+                    for f in c["topFields"]
+                ],
+            )
+        )
+    if c.get("message"):
+        lines.append(f"message    {c['message']}")
+    return lines
 
 
 def event_time(event: dict[str, Any]) -> str | None:

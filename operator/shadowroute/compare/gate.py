@@ -23,14 +23,15 @@ from ..api.models import (
 )
 from ..reasons import Reason
 from ..rollout.observe import Health
+from . import metrics
+from .comparison import BASELINE, CANDIDATE
 from .tally import FieldCount, Judgement, ShadowVerdict, is_real
 
-REQUESTS = "shadowroute_compare_requests_total"
-MISMATCHED = "shadowroute_compare_mismatched_requests"
-FIELD_DIFFERENCES = "shadowroute_compare_field_differences_total"
-FIELD_NOISE = "shadowroute_compare_field_noise_total"
-DURATION_BUCKETS = "shadowroute_compare_upstream_duration_seconds_bucket"
-CANDIDATE, BASELINE = "candidate", "baseline"
+REQUESTS = metrics.REQUESTS + "_total"
+MISMATCHED = metrics.MISMATCHED
+FIELD_DIFFERENCES = metrics.FIELD_DIFFERENCES + "_total"
+FIELD_NOISE = metrics.FIELD_NOISE + "_total"
+DURATION_BUCKETS = metrics.UPSTREAM_SECONDS + "_bucket"
 
 
 def _quoted(value: str) -> str:
