@@ -181,3 +181,28 @@ def wait_for(check, timeout: float = 60, every: float = 0.5, what: str = "condit
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+def plugin(cluster: Cluster):
+    """Run `kubectl shadowroute ...` the way a user does: kubectl finds the console
+    script `kubectl-shadowroute` on PATH."""
+    bin_dir = Path(sys.executable).parent
+    kubectl = bin_dir / "kubectl"
+    env = {
+        **os.environ,
+        "KUBECONFIG": cluster.kubeconfig,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+
+    def run(*args: str, input: str | None = None, timeout: float = 90):
+        return subprocess.run(
+            [str(kubectl), "shadowroute", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+
+    return run

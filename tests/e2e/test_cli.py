@@ -5,8 +5,6 @@ operator."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,26 +20,6 @@ from .test_rollout import Route, route, stable
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def plugin(cluster: Cluster):
-    """Run `kubectl shadowroute ...` the way a user does: kubectl finds the console
-    script `kubectl-shadowroute` on PATH."""
-    kubectl = BIN / "kubectl"
-    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PATH": f"{BIN}:{os.environ['PATH']}"}
-
-    def run(*args: str, input: str | None = None, timeout: float = 90):
-        return subprocess.run(
-            [str(kubectl), "shadowroute", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-
-    return run
 
 
 @pytest.fixture

@@ -365,7 +365,9 @@ async def test_metrics_exposition(world: World) -> None:
         "shadowroute_compare_upstream_duration_seconds_bucket",
         "shadowroute_compare_upstream_duration_seconds_count",
     } <= names
-    assert all(s.labels["route"] == "web" and s.labels["revision"] == "abc123" for s in samples)
+    ours = [s for s in samples if s.name.startswith("shadowroute_compare_")]
+    assert all(s.labels["route"] == "web" and s.labels["revision"] == "abc123" for s in ours)
+    assert "process_resident_memory_bytes" in names  # its memory, watched over a run
 
     def value(name: str, **labels: str) -> float:
         [v] = [

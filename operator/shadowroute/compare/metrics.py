@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -99,6 +99,8 @@ class Metrics:
     def __init__(self, comparison: Comparison) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_TallyCollector(comparison))
+        # process_resident_memory_bytes and friends: its memory, watched over a run.
+        ProcessCollector(registry=self.registry)
         config = comparison.config
         histogram = Histogram(
             UPSTREAM_SECONDS,
