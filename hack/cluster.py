@@ -848,6 +848,7 @@ def start_data_plane(v: dict[str, str], ports: dict, state: dict, record) -> Non
                 str(ROOT / "hack" / "test_kubelet.py"),
                 f"--kubeconfig={KUBECONFIG}",
                 f"--log-dir={LOGS / 'pods'}",
+                f"--user-python={STATE_DIR / 'user-python'}",
             ),
         )
     )

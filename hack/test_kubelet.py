@@ -357,14 +357,91 @@ def check_usable(argv: list[str], user: RunAs) -> None:
     if not user.uid:
         return
     gids = {user.gid or 0, *user.groups}
-    needs: list[tuple[Path, int]] = [(Path(argv[0]), os.R_OK | os.X_OK)]
-    needs.append((Path(sys.executable).resolve(), os.X_OK))
-    needs += [(Path(a), os.R_OK) for a in argv[1:2] if a.endswith(".py")]
-    needs += [(Path(p), os.R_OK | os.X_OK) for p in sys.path[1:] if p and Path(p).is_dir()]
+    needs: list[tuple[Path, int]] = [(Path(argv[0]), os.X_OK)]
+    needs += [(Path(a), os.R_OK) for a in argv[1:2] if Path(a).is_file()]
+    needs += [(p, os.R_OK | os.X_OK) for p in package_dirs()]
     for path, want in needs:
         problem = access_problem(path, user.uid, gids, want)
         if problem:
             raise ConfigError(f"runAsUser {user.uid}: {problem}")
+
+
+def package_dirs() -> list[Path]:
+    """Where this environment's packages are (its site-packages and editable sources),
+    not the base interpreter's standard library."""
+    base = Path(sys.base_prefix)
+    dirs = [Path(p) for p in sys.path[1:] if p and Path(p).is_dir()]
+    return [d for d in dirs if not d.is_relative_to(base)]
+
+
+def python_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(200)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"python" in first
+
+
+class UserPython:
+    """A Python interpreter other users can run, when this kubelet's own cannot be run
+    by them (on a machine whose Python lives under a private home, say): a virtualenv
+    made once from a system Python of the same version, its site-packages pointing at
+    this environment's (same version, same packages)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.lock = threading.Lock()
+
+    def for_user(self, argv: list[str], user: RunAs) -> list[str]:
+        """argv, with this environment's Python (or a script of it) run by a Python the
+        user can run, when theirs is not."""
+        if not user.uid:
+            return argv
+        gids = {user.gid or 0, *user.groups}
+        own = Path(sys.executable)
+        if access_problem(own.resolve(), user.uid, gids, os.X_OK) is None:
+            return argv
+        first = Path(argv[0])
+        if first == own or (first.parent == own.parent and first.name.startswith("python")):
+            return [str(self.python()), *argv[1:]]
+        if first.parent == own.parent and python_script(argv[0]):
+            return [str(self.python()), *argv]
+        return argv
+
+    def python(self) -> Path:
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        python = self.folder / "bin" / "python"
+        with self.lock:
+            if python.exists():
+                return python
+            base = next(
+                (
+                    Path(d) / version
+                    for d in ("/usr/local/bin", "/usr/bin", "/bin")
+                    if (Path(d) / version).is_file()
+                ),
+                None,
+            )
+            if base is None:
+                raise ConfigError(
+                    f"{sys.executable} cannot be run by other users, and there is no "
+                    f"system {version} to run them with"
+                )
+            made = subprocess.run(
+                [str(base), "-m", "venv", "--without-pip", str(self.folder)],
+                capture_output=True,
+                text=True,
+            )
+            if made.returncode != 0:
+                raise ConfigError(f"a Python for other users: {made.stderr.strip()[-300:]}")
+            site = self.folder / "lib" / version / "site-packages"
+            lines = [f"import site; site.addsitedir({str(d)!r})" for d in package_dirs()]
+            (site / "test-kubelet.pth").write_text("\n".join(lines) + "\n")
+            for path in [self.folder, *self.folder.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+            log(f"made {self.folder} ({base}) for containers run as other users")
+            return python
 
 
 def resolve_port(container: dict, port) -> int:
@@ -497,6 +574,7 @@ class PodRunner(threading.Thread):
                 c.image = image
                 c.argv = program_argv(image, c.spec)
                 c.user = run_as(self.pod, c.spec, image)
+                c.argv = self.kubelet.user_python.for_user(c.argv, c.user)
                 check_usable(c.argv, c.user)
                 c.env = container_env(self.pod, c.spec, self.ip, image=image)  # checks env
                 c.probe = readiness_probe(c.spec)
@@ -722,11 +800,12 @@ def pick_ip(uid: str, taken: set[str]) -> str:
 
 
 class TestKubelet:
-    def __init__(self, kubeconfig: str, log_dir: Path):
+    def __init__(self, kubeconfig: str, log_dir: Path, user_python: Path | None = None):
         from kubernetes import client, config
 
         self.api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
         self.log_dir = log_dir
+        self.user_python = UserPython(user_python or log_dir.parent / "user-python")
         self.runners: dict[str, PodRunner] = {}  # pod uid -> runner
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -858,9 +937,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--log-dir", type=Path, required=True)
+    parser.add_argument(
+        "--user-python",
+        type=Path,
+        help="where to make a Python for containers run as other users, when they cannot "
+        "run this one (default: next to the log folder)",
+    )
     args = parser.parse_args(argv)
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    kubelet = TestKubelet(args.kubeconfig, args.log_dir)
+    kubelet = TestKubelet(args.kubeconfig, args.log_dir, args.user_python)
 
     def on_signal(*_):
         kubelet.stopping.set()
