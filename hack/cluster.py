@@ -1,8 +1,10 @@
 """The local cluster as plain processes: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, kwok and Prometheus on host loopback, and a
-real data plane - Envoy Gateway, its Envoy and pods that are real processes - in a
-network namespace of its own (hack/netbridge.py), so pod addresses never exist
-outside it.
+real data plane - Envoy Gateway, its Envoy, pods that are real processes
+(hack/test_kubelet.py) and ClusterIPs that answer (hack/kube_proxy.py) - in a network
+namespace of its own (hack/netbridge.py), so pod and Service addresses never exist
+outside it. The API server reaches them (services/proxy, pods/proxy) through its
+egress selector, an HTTP CONNECT proxy of the bridge.
 
     python hack/cluster.py up      # idempotent; prints the kubeconfig path
     python hack/cluster.py down    # stops every process, frees every port

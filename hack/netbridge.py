@@ -1,5 +1,5 @@
-"""The local cluster's pod network: a network namespace of its own, and the only three
-ways in and out of it, over Unix sockets.
+"""The local cluster's pod network: a network namespace of its own, and the only ways
+in and out of it, over Unix sockets.
 
 Pods that are real processes (hack/test_kubelet.py) and the data plane (Envoy Gateway
 and its Envoy) live inside a network namespace created for the cluster, where the only
@@ -11,17 +11,26 @@ joins the two sides; it runs twice:
     inside   in the namespace (started by `unshare --net`, so it also holds it open):
              brings `lo` up with 10.244.0.1/16, serves inside.sock (each connection
              names the address it wants, "HOST PORT\\n", then is a plain byte pipe; only
-             127.0.0.0/8 and the pod range are reachable), and listens on
+             127.0.0.0/8, the pod range and the Service range 10.96.0.0/16 (ClusterIPs,
+             served by hack/kube_proxy.py) are reachable), and listens on
              127.0.0.1:<api port> there, piping each connection to outside.sock, so
              that processes inside reach the API server at the same URL as outside.
     outside  on the host: serves outside.sock (to the API server, nothing else), and
              listens on host loopback for the gateway (a pipe to the Envoy listener
-             inside) and for an HTTP forward proxy into the pod range (Prometheus
-             scrapes pods through it with `proxy_url`, as tests may).
+             inside) and for an HTTP forward proxy into the pod and Service ranges
+             (Prometheus scrapes pods through it with `proxy_url`, as tests may); and
+             serves egress.sock, the API server's egress (EgressSelectorConfiguration
+             `cluster`, HTTPConnect over a Unix socket: services/proxy, pods/proxy,
+             kubelet connections, webhooks): `CONNECT host:port` to a pod or Service
+             address is dialled inside, to loopback on the host (kwok's fake kubelets
+             and whatever the host serves there: what the API server reached before
+             it had an egress; 127.0.0.1 inside is another place), anything else is
+             refused with 502 (see egress_route).
 
-Nothing here inspects or changes a byte of what it carries, except the proxy's
-request line (absolute URL -> path) and its Connection header (close: one upstream
-per request, so a client that pools proxy connections never reaches the wrong pod).
+Nothing here inspects or changes a byte of what it carries, except the CONNECT line
+it answers and the forward proxy's request line (absolute URL -> path) and its
+Connection header (close: one upstream per request, so a client that pools proxy
+connections never reaches the wrong pod).
 """
 
 from __future__ import annotations

@@ -8,10 +8,21 @@ KNOWN_IMAGES (kwok is told to leave those pods alone; every other pod stays a kw
 fake), it:
 
 - gives the pod an address in 10.244.128.0/17 (kwok's fakes get 10.244.0.0/17);
-- starts one process per container, the program the image stands for, with the
-  container's args, its literal env and fieldRef env (metadata.name, .namespace,
-  .uid, status.podIP, spec.nodeName), plus BIND_ADDRESS (the pod IP) and PORT (the
-  first containerPort, unless env sets it), its output in <log-dir>/<ns>_<pod>_<c>.log;
+- starts one process per container, the program the image stands for: the sample
+  app with the container's args, or (shadowroute.local/shadowroute, the operator's
+  image) the container's `command` - required - resolved in the bin directory of this
+  Python environment, with its args;
+- gives it the container's literal env and fieldRef env (metadata.name, .namespace,
+  .uid, status.podIP, spec.nodeName), the Service variables a kubelet with
+  enableServiceLinks gives ({SVC}_SERVICE_HOST, {SVC}_SERVICE_PORT,
+  {SVC}_SERVICE_PORT_{PORT} and the Docker-link ones, for the Services of its
+  namespace that exist when it starts, and always the `kubernetes` Service; its own env
+  wins), $(VAR) expansion, plus BIND_ADDRESS (the pod IP) and PORT (the first
+  containerPort, unless env sets it), its output in <log-dir>/<ns>_<pod>_<c>.log;
+- runs it as the securityContext's runAsUser / runAsGroup (else the image's user:
+  65532 for the operator image), refusing runAsNonRoot for root, and checking that
+  user can run the program and this environment's packages (when this Python cannot
+  be run by other users, it makes a virtualenv of the system Python that can);
 - reports the pod Running, and Ready only while each container's readiness probe
   (httpGet or tcpSocket; without one, a TCP connect to its first port) really
   answers, per the probe's period and thresholds, with a Warning Event `Unhealthy`
@@ -25,7 +36,9 @@ What it does not do (it is a test kubelet, not a container runtime): no images, 
 filesystem or process isolation (every pod shares this namespace and the host's
 files), no resource limits, no volumes, no exec probes or liveness probes, no
 configMapKeyRef / secretKeyRef env (such a container waits with
-CreateContainerConfigError), no init containers, no logs or exec through the API.
+CreateContainerConfigError), no envFrom, no init containers, no logs or exec through
+the API; readOnlyRootFilesystem, capabilities and allowPrivilegeEscalation are
+accepted and not enforced.
 """
 
 from __future__ import annotations
