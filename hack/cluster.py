@@ -1,8 +1,10 @@
 """The local cluster as plain processes: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, kwok and Prometheus on host loopback, and a
-real data plane - Envoy Gateway, its Envoy and pods that are real processes - in a
-network namespace of its own (hack/netbridge.py), so pod addresses never exist
-outside it.
+real data plane - Envoy Gateway, its Envoy, pods that are real processes
+(hack/test_kubelet.py) and ClusterIPs that answer (hack/kube_proxy.py) - in a network
+namespace of its own (hack/netbridge.py), so pod and Service addresses never exist
+outside it. The API server reaches them (services/proxy, pods/proxy) through its
+egress selector, an HTTP CONNECT proxy of the bridge.
 
     python hack/cluster.py up      # idempotent; prints the kubeconfig path
     python hack/cluster.py down    # stops every process, frees every port
@@ -61,6 +63,7 @@ COMPONENTS = [
     "pod-network",
     "pod-network-bridge",
     "test-kubelet",
+    "kube-proxy",
     "envoy-gateway",
 ]
 FAKE_NODES = ["kwok-node-0", "kwok-node-1"]
@@ -492,6 +495,8 @@ def up() -> dict:
                     "--allow-privileged=true",
                     # The advertise address is loopback, which Endpoints may not hold.
                     "--endpoint-reconciler-type=none",
+                    # Proxy, kubelet and webhook connections go through the bridge.
+                    f"--egress-selector-config-file={egress_selector_config()}",
                     "--profiling=false",
                     "--v=1",
                 ],
@@ -587,6 +592,30 @@ def up() -> dict:
     save_state(state)
     log(f"up in {state['upSeconds']}s: {server}; prometheus {state['prometheus']}")
     return state
+
+
+def egress_selector_config() -> Path:
+    """The API server's `cluster` egress - services/proxy, pods/proxy, nodes/proxy, the
+    kubelets of the fake nodes, webhooks, aggregated APIs - as HTTP CONNECT over the
+    bridge's Unix socket (hack/netbridge.py connect_proxy): pod and Service addresses are
+    dialled inside the pod network, loopback on the host, anything else refused. The
+    socket appears with the bridge; the API server dials it per connection."""
+    out = STATE_DIR / "egress-selector.json"
+    config = {
+        "apiVersion": "apiserver.k8s.io/v1beta1",
+        "kind": "EgressSelectorConfiguration",
+        "egressSelections": [
+            {
+                "name": "cluster",
+                "connection": {
+                    "proxyProtocol": "HTTPConnect",
+                    "transport": {"uds": {"udsName": str(NETNS_SOCKETS / "egress.sock")}},
+                },
+            }
+        ],
+    }
+    out.write_text(json.dumps(config, indent=2))
+    return out
 
 
 def fake_nodes_manifest() -> dict:
@@ -701,7 +730,9 @@ def pods_scrape_job(server: str, pod_proxy: str) -> dict:
     """Real pods, found as a real cluster's Prometheus finds them (endpoint slices of
     Services, from the API server), with the target labels a ServiceMonitor gives
     (namespace, service, pod), scraped only through the bridge's proxy: a pod address
-    is never dialled from the host. Pods opt in with `prometheus.io/scrape: "true"`."""
+    is never dialled from the host. Pods opt in with `prometheus.io/scrape: "true"`;
+    `prometheus.io/port` and `prometheus.io/path` choose where, as in the common
+    kubernetes-pods example (the port must be a containerPort of the pod)."""
     tls = {
         "ca_file": str(PKI / "ca.crt"),
         "cert_file": str(PKI / "admin.crt"),
@@ -724,6 +755,37 @@ def pods_scrape_job(server: str, pod_proxy: str) -> dict:
                 "source_labels": ["__meta_kubernetes_pod_ip"],
                 "regex": r"10\.244\.(12[89]|1[3-9][0-9]|2[0-5][0-9])\.[0-9]+",
                 "action": "keep",
+            },
+            # prometheus.io/port: only the target of that port (the container port
+            # declaring it: one target per pod and Service however many ports the
+            # Service has), scraped at pod IP:port; prometheus.io/path: its path.
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_port_number"],
+                "target_label": "__tmp_metrics_port",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                "regex": "([0-9]+)",
+                "target_label": "__tmp_metrics_port",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_port_number"],
+                "target_label": "__tmp_metrics_port",
+                "action": "keepequal",
+            },
+            {
+                "source_labels": [
+                    "__meta_kubernetes_pod_ip",
+                    "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                ],
+                "regex": "(.+);([0-9]+)",
+                "replacement": "$1:$2",
+                "target_label": "__address__",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                "regex": "(/.*)",
+                "target_label": "__metrics_path__",
             },
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
             {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
@@ -788,10 +850,24 @@ def start_data_plane(v: dict[str, str], ports: dict, state: dict, record) -> Non
                 str(ROOT / "hack" / "test_kubelet.py"),
                 f"--kubeconfig={KUBECONFIG}",
                 f"--log-dir={LOGS / 'pods'}",
+                f"--user-python={STATE_DIR / 'user-python'}",
             ),
         )
     )
     wait_until(lambda: "test kubelet running" in this_start(s.log), "test kubelet", s, 60)
+    s = record(
+        start(
+            "kube-proxy",
+            nsenter(
+                inside,
+                sys.executable,
+                str(ROOT / "hack" / "kube_proxy.py"),
+                f"--kubeconfig={KUBECONFIG}",
+                f"--api-port={ports['apiserver']}",
+            ),
+        )
+    )
+    wait_until(lambda: "kube-proxy running" in this_start(s.log), "kube-proxy", s, 60)
 
     make_gateway_certificates(v)
     install_gateway(v)

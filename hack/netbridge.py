@@ -1,5 +1,5 @@
-"""The local cluster's pod network: a network namespace of its own, and the only three
-ways in and out of it, over Unix sockets.
+"""The local cluster's pod network: a network namespace of its own, and the only ways
+in and out of it, over Unix sockets.
 
 Pods that are real processes (hack/test_kubelet.py) and the data plane (Envoy Gateway
 and its Envoy) live inside a network namespace created for the cluster, where the only
@@ -11,17 +11,26 @@ joins the two sides; it runs twice:
     inside   in the namespace (started by `unshare --net`, so it also holds it open):
              brings `lo` up with 10.244.0.1/16, serves inside.sock (each connection
              names the address it wants, "HOST PORT\\n", then is a plain byte pipe; only
-             127.0.0.0/8 and the pod range are reachable), and listens on
+             127.0.0.0/8, the pod range and the Service range 10.96.0.0/16 (ClusterIPs,
+             served by hack/kube_proxy.py) are reachable), and listens on
              127.0.0.1:<api port> there, piping each connection to outside.sock, so
              that processes inside reach the API server at the same URL as outside.
     outside  on the host: serves outside.sock (to the API server, nothing else), and
              listens on host loopback for the gateway (a pipe to the Envoy listener
-             inside) and for an HTTP forward proxy into the pod range (Prometheus
-             scrapes pods through it with `proxy_url`, as tests may).
+             inside) and for an HTTP forward proxy into the pod and Service ranges
+             (Prometheus scrapes pods through it with `proxy_url`, as tests may); and
+             serves egress.sock, the API server's egress (EgressSelectorConfiguration
+             `cluster`, HTTPConnect over a Unix socket: services/proxy, pods/proxy,
+             kubelet connections, webhooks): `CONNECT host:port` to a pod or Service
+             address is dialled inside, to loopback on the host (kwok's fake kubelets
+             and whatever the host serves there: what the API server reached before
+             it had an egress; 127.0.0.1 inside is another place), anything else is
+             refused with 502 (see egress_route).
 
-Nothing here inspects or changes a byte of what it carries, except the proxy's
-request line (absolute URL -> path) and its Connection header (close: one upstream
-per request, so a client that pools proxy connections never reaches the wrong pod).
+Nothing here inspects or changes a byte of what it carries, except the CONNECT line
+it answers and the forward proxy's request line (absolute URL -> path) and its
+Connection header (close: one upstream per request, so a client that pools proxy
+connections never reaches the wrong pod).
 """
 
 from __future__ import annotations
@@ -37,21 +46,55 @@ import sys
 from pathlib import Path
 
 POD_NETWORK = ipaddress.ip_network("10.244.0.0/16")
+SERVICE_NETWORK = ipaddress.ip_network("10.96.0.0/16")  # ClusterIPs (hack/kube_proxy.py)
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 INSIDE_ADDRESS = "10.244.0.1/16"
 INSIDE_SOCKET = "inside.sock"
 OUTSIDE_SOCKET = "outside.sock"
+EGRESS_SOCKET = "egress.sock"
 READY_FILE = "ready"
 HEAD_LIMIT = 64 * 1024
 
 
 def reachable_inside(host: str) -> bool:
-    """Only loopback and the pod range: the inside agent never dials anything else."""
+    """Only loopback, the pod range and the Service range: the inside agent never dials
+    anything else."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return address in POD_NETWORK or address in LOOPBACK
+    return address in POD_NETWORK or address in SERVICE_NETWORK or address in LOOPBACK
+
+
+def egress_route(host: str) -> str:
+    """Where the API server's `cluster` egress (an HTTP CONNECT) to `host` goes:
+    "inside" for pod and Service addresses (dialled in the pod network), "host" for
+    loopback (kwok's fake kubelets, anything the host serves on loopback: that is what
+    the API server reached before it had an egress, and 127.0.0.1 inside the namespace
+    is another place). Anything else is refused (ValueError): no other address is a
+    cluster address here, and a host process never dials another 10.x address."""
+    if host == "localhost":
+        return "host"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError as exc:
+        raise ValueError(f"{host!r} is not an address of the cluster") from exc
+    if address in POD_NETWORK or address in SERVICE_NETWORK:
+        return "inside"
+    if address.is_loopback:
+        return "host"
+    raise ValueError(f"{host} is not an address of the cluster")
+
+
+def parse_connect(head: bytes) -> tuple[str, int]:
+    """(host, port) of `CONNECT host:port HTTP/1.1`; ValueError for anything else."""
+    first = head.decode("latin-1").split("\r\n", 1)[0].split(" ")
+    if len(first) != 3 or first[0] != "CONNECT":
+        raise ValueError("only CONNECT")
+    host, sep, port = first[1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"bad CONNECT target {first[1]!r}")
+    return host.strip("[]"), int(port)
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -157,12 +200,51 @@ async def serve_outside(
         return dial_inside(sockets, "127.0.0.1", inner_port)
 
     (sockets / OUTSIDE_SOCKET).unlink(missing_ok=True)
+    (sockets / EGRESS_SOCKET).unlink(missing_ok=True)
     api = await asyncio.start_unix_server(relay_to(to_api), str(sockets / OUTSIDE_SOCKET))
     gw = await asyncio.start_server(relay_to(to_gateway), "127.0.0.1", gateway_port)
     proxy = await asyncio.start_server(
         lambda r, w: forward_proxy(sockets, r, w), "127.0.0.1", proxy_port
     )
-    await serve_until_stopped([api, gw, proxy], on_ready)
+    egress = await asyncio.start_unix_server(
+        lambda r, w: connect_proxy(sockets, r, w), str(sockets / EGRESS_SOCKET)
+    )
+    await serve_until_stopped([api, gw, proxy, egress], on_ready)
+
+
+async def connect_proxy(sockets: Path, reader, writer) -> None:
+    """The API server's egress (EgressSelectorConfiguration `cluster`, HTTPConnect over
+    a Unix socket): `CONNECT host:port`, answered 200 and then a byte pipe, to the pod
+    network for pod and Service addresses and to host loopback for loopback ones
+    (egress_route); 502 when refused or unreachable."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if len(head) > HEAD_LIMIT:
+            raise ValueError("head too long")
+        host, port = parse_connect(head)
+        if egress_route(host) == "inside":
+            upstream = await dial_inside(sockets, host, port)
+        else:
+            upstream = await asyncio.open_connection(
+                "127.0.0.1" if host == "localhost" else host, port
+            )
+    except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError) as exc:
+        await refuse(writer, exc)
+        return
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    await join((reader, writer), upstream)
+
+
+async def refuse(writer, exc: Exception) -> None:
+    body = f"netbridge: {exc}\n".encode()
+    writer.write(
+        b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    with contextlib.suppress(Exception):
+        await writer.drain()
+    writer.close()
 
 
 def rewrite_head(head: bytes) -> tuple[str, int, bytes]:
@@ -194,15 +276,7 @@ async def forward_proxy(sockets: Path, reader, writer) -> None:
             raise ValueError(f"{host} is not in the pod network")
         upstream = await dial_inside(sockets, host, port)
     except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError) as exc:
-        body = f"netbridge proxy: {exc}\n".encode()
-        writer.write(
-            b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        with contextlib.suppress(Exception):
-            await writer.drain()
-        writer.close()
+        await refuse(writer, exc)
         return
     upstream[1].write(rewritten)
     await join((reader, writer), upstream)

@@ -8,10 +8,21 @@ KNOWN_IMAGES (kwok is told to leave those pods alone; every other pod stays a kw
 fake), it:
 
 - gives the pod an address in 10.244.128.0/17 (kwok's fakes get 10.244.0.0/17);
-- starts one process per container, the program the image stands for, with the
-  container's args, its literal env and fieldRef env (metadata.name, .namespace,
-  .uid, status.podIP, spec.nodeName), plus BIND_ADDRESS (the pod IP) and PORT (the
-  first containerPort, unless env sets it), its output in <log-dir>/<ns>_<pod>_<c>.log;
+- starts one process per container, the program the image stands for: the sample
+  app with the container's args, or (shadowroute.local/shadowroute, the operator's
+  image) the container's `command` - required - resolved in the bin directory of this
+  Python environment, with its args;
+- gives it the container's literal env and fieldRef env (metadata.name, .namespace,
+  .uid, status.podIP, spec.nodeName), the Service variables a kubelet with
+  enableServiceLinks gives ({SVC}_SERVICE_HOST, {SVC}_SERVICE_PORT,
+  {SVC}_SERVICE_PORT_{PORT} and the Docker-link ones, for the Services of its
+  namespace that exist when it starts, and always the `kubernetes` Service; its own env
+  wins), $(VAR) expansion, plus BIND_ADDRESS (the pod IP) and PORT (the first
+  containerPort, unless env sets it), its output in <log-dir>/<ns>_<pod>_<c>.log;
+- runs it as the securityContext's runAsUser / runAsGroup (else the image's user:
+  65532 for the operator image), refusing runAsNonRoot for root, and checking that
+  user can run the program and this environment's packages (when this Python cannot
+  be run by other users, it makes a virtualenv of the system Python that can);
 - reports the pod Running, and Ready only while each container's readiness probe
   (httpGet or tcpSocket; without one, a TCP connect to its first port) really
   answers, per the probe's period and thresholds, with a Warning Event `Unhealthy`
@@ -25,7 +36,9 @@ What it does not do (it is a test kubelet, not a container runtime): no images, 
 filesystem or process isolation (every pod shares this namespace and the host's
 files), no resource limits, no volumes, no exec probes or liveness probes, no
 configMapKeyRef / secretKeyRef env (such a container waits with
-CreateContainerConfigError), no init containers, no logs or exec through the API.
+CreateContainerConfigError), no envFrom, no init containers, no logs or exec through
+the API; readOnlyRootFilesystem, capabilities and allowPrivilegeEscalation are
+accepted and not enforced.
 """
 
 from __future__ import annotations
@@ -50,9 +63,45 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Image name (without tag) -> the program it stands for.
-KNOWN_IMAGES: dict[str, list[str]] = {
-    "shadowroute.local/sample-app": [sys.executable, str(ROOT / "examples" / "app" / "server.py")],
+# The bin directory of the Python environment this kubelet runs from: the operator
+# image's entry points (shadowroute-operator, shadowroute-compare, python, ...).
+BIN_DIR = Path(sys.executable).parent
+# Where the operator image (Dockerfile) installs its virtualenv: an absolute command in
+# it names the same entry point here.
+IMAGE_BIN_DIR = "/opt/shadowroute/bin"
+NONROOT = 65532  # the Dockerfile's USER 65532:65532
+
+
+@dataclass(frozen=True)
+class Image:
+    """What an image of the test world stands for: a fixed program (the sample app), or
+    the `command` of the container resolved in `bin_dir` (the operator image), run as
+    the image's user with the image's environment, in its working directory."""
+
+    program: tuple[str, ...] | None = None
+    bin_dir: Path | None = None
+    user: int | None = None  # None: root, as an image without USER
+    group: int | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: Path = ROOT
+
+
+# Image name (without tag) -> what it stands for.
+KNOWN_IMAGES: dict[str, Image] = {
+    "shadowroute.local/sample-app": Image(
+        program=(sys.executable, str(ROOT / "examples" / "app" / "server.py"))
+    ),
+    "shadowroute.local/shadowroute": Image(
+        bin_dir=BIN_DIR,
+        user=NONROOT,
+        group=NONROOT,
+        env=(
+            ("PATH", f"{BIN_DIR}:/usr/local/bin:/usr/bin:/bin"),
+            ("PYTHONUNBUFFERED", "1"),
+            ("PYTHONDONTWRITEBYTECODE", "1"),
+        ),
+        cwd=Path("/"),
+    ),
 }
 KNOWN_PREFIX = "shadowroute.local/"
 REAL_POD_RANGE = ipaddress.ip_network("10.244.128.0/17")
@@ -104,22 +153,308 @@ def field_value(pod: dict, path: str, pod_ip: str) -> str:
     return values[path]
 
 
-def container_env(pod: dict, container: dict, pod_ip: str) -> dict[str, str]:
+def env_name(name: str) -> str:
+    """A Service or port name as a kubelet spells it in a variable: upper case, - -> _."""
+    return name.upper().replace("-", "_")
+
+
+def cluster_ip_set(service: dict) -> bool:
+    ip = (service.get("spec") or {}).get("clusterIP")
+    return bool(ip) and ip != "None"
+
+
+def service_env(services: list[dict]) -> dict[str, str]:
+    """The variables a kubelet with enableServiceLinks gives a container for these
+    Services (kubelet's envvars.FromServices): {SVC}_SERVICE_HOST, {SVC}_SERVICE_PORT
+    (the first port), {SVC}_SERVICE_PORT_{PORT} for each named port, and the
+    Docker-link ones, {SVC}_PORT=tcp://IP:PORT and {SVC}_PORT_{N}_{PROTO}[_PROTO|_PORT|
+    _ADDR]. Headless Services (clusterIP None) and ones without a ClusterIP give none."""
+    env: dict[str, str] = {}
+    for service in services:
+        spec = service.get("spec") or {}
+        ports = spec.get("ports") or []
+        if not cluster_ip_set(service) or not ports:
+            continue
+        ip = spec["clusterIP"]
+        prefix = env_name(service["metadata"]["name"])
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        env[f"{prefix}_SERVICE_PORT"] = str(ports[0]["port"])
+        for p in ports:
+            if p.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{env_name(p['name'])}"] = str(p["port"])
+        for i, p in enumerate(ports):
+            proto = (p.get("protocol") or "TCP").lower()
+            url = f"{proto}://{ip}:{p['port']}"
+            if i == 0:
+                env[f"{prefix}_PORT"] = url
+            port_prefix = f"{prefix}_PORT_{p['port']}_{proto.upper()}"
+            env[port_prefix] = url
+            env[f"{port_prefix}_PROTO"] = proto
+            env[f"{port_prefix}_PORT"] = str(p["port"])
+            env[f"{port_prefix}_ADDR"] = ip
+    return env
+
+
+def linked_services(pod: dict, in_namespace: list[dict], master: list[dict]) -> list[dict]:
+    """The Services whose variables a container of `pod` gets, as a kubelet picks them:
+    those of its namespace unless `enableServiceLinks: false`, and always the API
+    server's `kubernetes` Service of `default` (`master`); a namespace's own Service of
+    the same name wins."""
+    chosen: dict[str, dict] = {}
+    for service in master:
+        chosen[service["metadata"]["name"]] = service
+    if pod["spec"].get("enableServiceLinks", True) is not False:
+        for service in in_namespace:
+            chosen[service["metadata"]["name"]] = service
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def expand(value: str, lookup: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: $(NAME) becomes its value when defined and stays as
+    written otherwise; $$ is a literal $."""
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch != "$" or i + 1 == len(value):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = value[i + 1]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+        elif nxt == "(":
+            end = value.find(")", i + 2)
+            if end < 0:
+                out.append(value[i:])
+                break
+            name = value[i + 2 : end]
+            out.append(lookup.get(name, f"$({name})"))
+            i = end + 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def container_env(
+    pod: dict,
+    container: dict,
+    pod_ip: str,
+    services: list[dict] | None = None,
+    image: Image | None = None,
+) -> dict[str, str]:
+    """The process' environment, in a kubelet's order of precedence: the image's env,
+    then the Service variables, then the container's own env (which wins over both, and
+    may refer to any of them as $(VAR)); then the test world's BIND_ADDRESS and PORT."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    env.update(dict(image.env) if image else {})
+    links = service_env(services or [])
+    own: dict[str, str] = {}
     for item in container.get("env") or []:
         if "value" in item:
-            env[item["name"]] = str(item["value"])
+            own[item["name"]] = expand(str(item["value"]), {**links, **own})
         elif (item.get("valueFrom") or {}).get("fieldRef"):
-            env[item["name"]] = field_value(pod, item["valueFrom"]["fieldRef"]["fieldPath"], pod_ip)
+            own[item["name"]] = field_value(pod, item["valueFrom"]["fieldRef"]["fieldPath"], pod_ip)
         elif item.get("valueFrom"):
             raise ConfigError(f"env {item['name']}: only value and fieldRef are supported")
         else:
-            env[item["name"]] = ""
+            own[item["name"]] = ""
+    env.update(links)
+    env.update(own)
     env["BIND_ADDRESS"] = pod_ip
     ports = container.get("ports") or []
-    if ports and "PORT" not in env:
+    if ports and "PORT" not in own:
         env["PORT"] = str(ports[0]["containerPort"])
     return env
+
+
+# --------------------------------------------------------------------------- program and user
+
+
+def program_argv(image: Image, container: dict) -> list[str]:
+    """The argv of a container: the image's fixed program with the container's args, or
+    (operator image) its `command` resolved among the image's entry points."""
+    args = [str(a) for a in container.get("args") or []]
+    if image.program is not None:
+        return [*image.program, *args]
+    assert image.bin_dir is not None
+    command = [str(a) for a in container.get("command") or []]
+    if not command:
+        raise ConfigError(
+            f"image {container.get('image')!r} needs a command: one of its entry points "
+            f"({', '.join(entry_points(image.bin_dir))})"
+        )
+    name = command[0]
+    if name.startswith(IMAGE_BIN_DIR + "/"):
+        name = name[len(IMAGE_BIN_DIR) + 1 :]
+    path = image.bin_dir / name
+    if "/" in name or not (path.is_file() and os.access(path, os.X_OK)):
+        raise ConfigError(
+            f"command {command[0]!r} is not an entry point of image {container.get('image')!r} "
+            f"(looked in {image.bin_dir}; there: {', '.join(entry_points(image.bin_dir))})"
+        )
+    return [str(path), *command[1:], *args]
+
+
+def entry_points(bin_dir: Path) -> list[str]:
+    return sorted(
+        p.name for p in bin_dir.iterdir() if p.name.startswith(("shadowroute", "kubectl-shadow"))
+    )
+
+
+@dataclass(frozen=True)
+class RunAs:
+    uid: int | None  # None: this kubelet's own user (root)
+    gid: int | None
+    groups: tuple[int, ...] = ()
+
+
+def run_as(pod: dict, container: dict, image: Image) -> RunAs:
+    """The user a container runs as: the container's securityContext, else the pod's,
+    else the image's USER; runAsNonRoot refuses a container that would run as root.
+    readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation, seccomp and SELinux
+    options are accepted and not enforced (there is no container runtime)."""
+    pod_sc = pod["spec"].get("securityContext") or {}
+    sc = container.get("securityContext") or {}
+
+    def pick(key: str):
+        return sc.get(key, pod_sc.get(key))
+
+    uid = pick("runAsUser")
+    uid = image.user if uid is None else int(uid)
+    gid = pick("runAsGroup")
+    gid = (image.group if uid == image.user else None) if gid is None else int(gid)
+    if pick("runAsNonRoot") and not uid:
+        raise ConfigError(
+            f"container has runAsNonRoot and image will run as root (container: "
+            f"{container['name']})"
+        )
+    if uid is None:
+        return RunAs(None, None)
+    groups = [int(g) for g in pod_sc.get("supplementalGroups") or []]
+    if pod_sc.get("fsGroup") is not None:
+        groups.append(int(pod_sc["fsGroup"]))
+    return RunAs(uid, 0 if gid is None else gid, tuple(groups))
+
+
+def access_problem(path: Path, uid: int, gids: set[int], want: int) -> str | None:
+    """Why `uid` (with groups `gids`) cannot use `path` - search every folder above it,
+    and `want` (os.R_OK | os.X_OK bits) on the path itself - by the mode bits, as the
+    kernel decides for a user that is not root; None when it can."""
+
+    def allowed(st: os.stat_result, bits: int) -> bool:
+        if st.st_uid == uid:
+            shift = 6
+        elif st.st_gid in gids:
+            shift = 3
+        else:
+            shift = 0
+        return (st.st_mode >> shift) & bits == bits
+
+    path = Path(os.path.abspath(path))
+    for folder in reversed(path.parents):
+        if not allowed(folder.stat(), os.X_OK):
+            return f"{folder} is not searchable by uid {uid}"
+    if not allowed(path.stat(), want):
+        what = "/".join(n for b, n in ((os.R_OK, "read"), (os.X_OK, "run")) if want & b)
+        return f"{path} cannot be {what} by uid {uid}"
+    return None
+
+
+def check_usable(argv: list[str], user: RunAs) -> None:
+    """A container run as another user must be able to run its program: the program,
+    the Python it runs on and this environment's packages (the kubelet opens the log
+    file itself, so the log folder need not be writable by it)."""
+    if not user.uid:
+        return
+    gids = {user.gid or 0, *user.groups}
+    needs: list[tuple[Path, int]] = [(Path(argv[0]), os.X_OK)]
+    needs += [(Path(a), os.R_OK) for a in argv[1:2] if Path(a).is_file()]
+    needs += [(p, os.R_OK | os.X_OK) for p in package_dirs()]
+    for path, want in needs:
+        problem = access_problem(path, user.uid, gids, want)
+        if problem:
+            raise ConfigError(f"runAsUser {user.uid}: {problem}")
+
+
+def package_dirs() -> list[Path]:
+    """Where this environment's packages are (its site-packages and editable sources),
+    not the base interpreter's standard library."""
+    base = Path(sys.base_prefix)
+    dirs = [Path(p) for p in sys.path[1:] if p and Path(p).is_dir()]
+    return [d for d in dirs if not d.is_relative_to(base)]
+
+
+def python_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(200)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"python" in first
+
+
+class UserPython:
+    """A Python interpreter other users can run, when this kubelet's own cannot be run
+    by them (on a machine whose Python lives under a private home, say): a virtualenv
+    made once from a system Python of the same version, its site-packages pointing at
+    this environment's (same version, same packages)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.lock = threading.Lock()
+
+    def for_user(self, argv: list[str], user: RunAs) -> list[str]:
+        """argv, with this environment's Python (or a script of it) run by a Python the
+        user can run, when theirs is not."""
+        if not user.uid:
+            return argv
+        gids = {user.gid or 0, *user.groups}
+        own = Path(sys.executable)
+        if access_problem(own.resolve(), user.uid, gids, os.X_OK) is None:
+            return argv
+        first = Path(argv[0])
+        if first == own or (first.parent == own.parent and first.name.startswith("python")):
+            return [str(self.python()), *argv[1:]]
+        if first.parent == own.parent and python_script(argv[0]):
+            return [str(self.python()), *argv]
+        return argv
+
+    def python(self) -> Path:
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        python = self.folder / "bin" / "python"
+        with self.lock:
+            if python.exists():
+                return python
+            base = next(
+                (
+                    Path(d) / version
+                    for d in ("/usr/local/bin", "/usr/bin", "/bin")
+                    if (Path(d) / version).is_file()
+                ),
+                None,
+            )
+            if base is None:
+                raise ConfigError(
+                    f"{sys.executable} cannot be run by other users, and there is no "
+                    f"system {version} to run them with"
+                )
+            made = subprocess.run(
+                [str(base), "-m", "venv", "--without-pip", str(self.folder)],
+                capture_output=True,
+                text=True,
+            )
+            if made.returncode != 0:
+                raise ConfigError(f"a Python for other users: {made.stderr.strip()[-300:]}")
+            site = self.folder / "lib" / version / "site-packages"
+            lines = [f"import site; site.addsitedir({str(d)!r})" for d in package_dirs()]
+            (site / "test-kubelet.pth").write_text("\n".join(lines) + "\n")
+            for path in [self.folder, *self.folder.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+            log(f"made {self.folder} ({base}) for containers run as other users")
+            return python
 
 
 def resolve_port(container: dict, port) -> int:
@@ -202,7 +537,9 @@ def check_ports(container: dict) -> None:
 @dataclass
 class Container:
     spec: dict
-    argv: list[str] | None = None
+    argv: list[str] | None = None  # before $(VAR) expansion
+    image: Image | None = None
+    user: RunAs = field(default_factory=lambda: RunAs(None, None))
     env: dict[str, str] = field(default_factory=dict)
     probe: Probe | None = None
     process: subprocess.Popen | None = None
@@ -240,17 +577,22 @@ class PodRunner(threading.Thread):
     def prepare(self) -> None:
         for c in self.containers:
             try:
-                program = KNOWN_IMAGES.get(image_name(c.spec.get("image", "")))
-                if program is None:
+                image = KNOWN_IMAGES.get(image_name(c.spec.get("image", "")))
+                if image is None:
                     raise ConfigError(
                         f"image {c.spec.get('image')!r} is not one the test world runs "
                         f"(known: {sorted(KNOWN_IMAGES)})"
                     )
                 check_ports(c.spec)
-                c.argv = [*program, *(c.spec.get("args") or [])]
-                c.env = container_env(self.pod, c.spec, self.ip)
+                c.image = image
+                c.argv = program_argv(image, c.spec)
+                c.user = run_as(self.pod, c.spec, image)
+                c.argv = self.kubelet.user_python.for_user(c.argv, c.user)
+                check_usable(c.argv, c.user)
+                c.env = container_env(self.pod, c.spec, self.ip, image=image)  # checks env
                 c.probe = readiness_probe(c.spec)
             except ConfigError as exc:
+                c.argv = None
                 c.waiting = ("CreateContainerConfigError", str(exc))
 
     def run(self) -> None:
@@ -285,19 +627,35 @@ class PodRunner(threading.Thread):
         self.phase = self.pod_phase()
 
     def start_container(self, c: Container) -> None:
+        assert c.argv is not None and c.image is not None
+        try:
+            # As a kubelet does: the Services that exist when the container starts.
+            services = self.kubelet.linked_services(self.pod)
+        except Exception as exc:  # the API server restarting: try again shortly
+            log(f"{self.key}/{c.spec['name']}: listing Services: {exc!r}; retrying")
+            c.next_start = time.monotonic() + 1
+            return
+        c.env = container_env(self.pod, c.spec, self.ip, services, c.image)
+        if c.user.uid and "HOME" not in {e["name"] for e in c.spec.get("env") or []}:
+            c.env["HOME"] = "/"  # root's home is not theirs
+        argv = [c.argv[0], *(expand(a, c.env) for a in c.argv[1:])]
         logfile = self.kubelet.log_dir / (
             f"{self.pod['metadata']['namespace']}_{self.pod['metadata']['name']}_"
             f"{c.spec['name']}.log"
         )
+        as_user = {}
+        if c.user.uid is not None:
+            as_user = {"user": c.user.uid, "group": c.user.gid, "extra_groups": list(c.user.groups)}
         with logfile.open("ab") as out:
             c.process = subprocess.Popen(
-                c.argv,
+                argv,
                 env=c.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                cwd=ROOT,
+                cwd=c.image.cwd,
+                **as_user,
             )
         c.started_at = now_iso()
         c.terminated = None
@@ -305,7 +663,8 @@ class PodRunner(threading.Thread):
         c.ready = False
         c.successes = c.failures = 0
         c.next_probe = time.monotonic() + (c.probe.initial_delay if c.probe else 0)
-        log(f"{self.key}/{c.spec['name']}: started pid {c.process.pid} on {self.ip}")
+        who = f" as uid {c.user.uid}" if c.user.uid is not None else ""
+        log(f"{self.key}/{c.spec['name']}: started pid {c.process.pid} on {self.ip}{who}")
 
     def exited(self, c: Container, code: int, now: float) -> None:
         log(f"{self.key}/{c.spec['name']}: exited {code}")
@@ -454,11 +813,12 @@ def pick_ip(uid: str, taken: set[str]) -> str:
 
 
 class TestKubelet:
-    def __init__(self, kubeconfig: str, log_dir: Path):
+    def __init__(self, kubeconfig: str, log_dir: Path, user_python: Path | None = None):
         from kubernetes import client, config
 
         self.api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
         self.log_dir = log_dir
+        self.user_python = UserPython(user_python or log_dir.parent / "user-python")
         self.runners: dict[str, PodRunner] = {}  # pod uid -> runner
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -479,6 +839,20 @@ class TestKubelet:
         except Exception as exc:  # the API server restarting: report again next tick
             log(f"status of {pod['metadata']['name']}: {exc!r}")
             return False
+
+    def linked_services(self, pod: dict) -> list[dict]:
+        """The Services whose variables a container of the pod gets (see
+        linked_services()), read from the API server when the container starts."""
+        namespace = pod["metadata"]["namespace"]
+        own: list[dict] = []
+        if pod["spec"].get("enableServiceLinks", True) is not False:
+            listed = self.api.list_namespaced_service(namespace, _preload_content=False)
+            own = json.loads(listed.data).get("items", [])
+        listed = self.api.list_namespaced_service(
+            "default", field_selector="metadata.name=kubernetes", _preload_content=False
+        )
+        master = json.loads(listed.data).get("items", [])
+        return linked_services(pod, own, master)
 
     def post_event(self, pod: dict, reason: str, message: str) -> None:
         """A Warning Event on the pod, as a kubelet posts one (kubectl describe pod)."""
@@ -576,9 +950,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--log-dir", type=Path, required=True)
+    parser.add_argument(
+        "--user-python",
+        type=Path,
+        help="where to make a Python for containers run as other users, when they cannot "
+        "run this one (default: next to the log folder)",
+    )
     args = parser.parse_args(argv)
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    kubelet = TestKubelet(args.kubeconfig, args.log_dir)
+    kubelet = TestKubelet(args.kubeconfig, args.log_dir, args.user_python)
 
     def on_signal(*_):
         kubelet.stopping.set()

@@ -46,8 +46,8 @@ def test_a_second_cluster_comes_up_with_its_gateway_and_goes_without_a_trace(
         netns = os.readlink(f"/proc/{state['podNetworkPid']}/ns/net")
         assert netns != os.readlink("/proc/self/ns/net")
         assert (
-            len(local_cluster.processes_in_namespace(netns)) >= 3
-        )  # the bridge, the test kubelet, Envoy Gateway
+            len(local_cluster.processes_in_namespace(netns)) >= 4
+        )  # the bridge, the test kubelet, the kube-proxy, Envoy Gateway
     finally:
         down = cluster_py(folder, "down")
     assert down.returncode == 0, down.stderr
