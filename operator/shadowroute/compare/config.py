@@ -6,6 +6,7 @@ Durations are Go-style ("5s", "500ms"), as everywhere else in shadowroute.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -116,7 +117,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", required=True, help="the shadowed revision (a label)")
     p.add_argument("--listen-port", type=int, default=8070, help="mirrored traffic; 8070")
     p.add_argument("--admin-port", type=int, default=8071, help="/metrics /summary /healthz")
-    p.add_argument("--listen-address", default="0.0.0.0", help="address of both ports")
+    p.add_argument(
+        "--listen-address",
+        default=None,
+        help="address of both ports (default: $BIND_ADDRESS if set, else every address)",
+    )
     p.add_argument(
         "--method",
         action="append",
@@ -178,7 +183,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             revision=args.revision,
             listen_port=args.listen_port,
             admin_port=args.admin_port,
-            listen_address=args.listen_address,
+            listen_address=args.listen_address or os.environ.get("BIND_ADDRESS") or "0.0.0.0",
             methods=frozenset(args.methods or SAFE_METHODS),
             ignore_headers=frozenset(args.ignore_headers),
             ignore_paths=tuple(args.ignore_paths),

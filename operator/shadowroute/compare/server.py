@@ -273,8 +273,8 @@ class Comparator:
 async def run(config: Config, environ: Mapping[str, str], stopping: asyncio.Event) -> None:
     """Serve until `stopping` is set, then stop gracefully."""
     comparator = Comparator(config, environ)
-    await comparator.start()
     try:
+        await comparator.start()  # a port in use fails here: close what was opened
         await stopping.wait()
     finally:
         with contextlib.suppress(Exception):
