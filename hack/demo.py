@@ -11,17 +11,22 @@ own) in a namespace of its own, and sends real requests through Envoy from the f
 apply to the end (hack/load.py: a bounded open-loop rate). Then it rolls out
 
 1. v1, which becomes Stable;
-2. a healthy v2: shadowed (Envoy mirrors every request to it, its answers are thrown
-   away), then canaried at 10 % and 50 %, then promoted;
-3. a bad v3 that answers 20 % of its requests with a 500, shipped without the shadow
+2. a healthy v2: shadowed (Envoy mirrors every request to the comparator, which asks
+   the shadow and two baseline pods of v1 and compares their answers), then canaried
+   at 10 % and 50 %, then promoted;
+3. a v3 that answers a wrong price for 5 % of the requests: no error, nothing
+   Prometheus would see; the shadow comparison catches it and it is rolled back
+   (ShadowMismatch, naming body.price) before any client gets an answer from it;
+4. a bad v4 that answers 20 % of its requests with a 500, shipped without the shadow
    stage: its canary's error rate fails the analysis and it is rolled back;
 
-printing a timeline (stage, weight, mirror, the analysis' verdict and values, the
-requests each version answered since the previous line as clients saw them by
-X-Version, and the mirrored copies the shadow answered, from its own counter in
-Prometheus) and a summary with the totals. It exits 0 when both rollouts ended as
-expected, and stops everything it started — the load, the operator, its namespace, and
-the cluster if it was not already up — unless --keep.
+printing a timeline (stage, weight, mirror, the comparison's counts while shadowing,
+the analysis' verdict and values, the requests each version answered since the
+previous line as clients saw them by X-Version, and the mirrored copies the shadow
+answered, from its own counter in Prometheus) and a summary with the totals. It exits
+0 when the three rollouts ended as expected, and stops everything it started — the
+load, the operator, its namespace, and the cluster if it was not already up — unless
+--keep.
 """
 
 from __future__ import annotations
@@ -225,6 +230,7 @@ class Demo:
             s.get("canaryWeight"),
             s.get("mirrorPercent"),
             cond and (cond["status"], cond["reason"]),
+            (s.get("comparison") or {}).get("verdict"),
         )
 
     @staticmethod
@@ -241,10 +247,18 @@ class Demo:
         )
         cond = self.analysis_condition(s)
         verdict = f"{cond['status']}/{cond['reason']}" if cond else "-"
+        c = s.get("comparison") or {}
+        compared = ""
+        if s.get("stage") == "Shadowing" and c:
+            rate = c.get("mismatchRate")
+            compared = (
+                f"  compared {c.get('compared', 0)} mismatch "
+                f"{'-' if rate is None else f'{rate:.1%}'} ({c.get('verdict', '-')})"
+            )
         return (
             f"{stage:<12} {step:<6} weight {s.get('canaryWeight', 0):>3}%  "
             f"mirror {s.get('mirrorPercent', 0):>3}%  analysis {verdict:<22} "
-            f"failures {a.get('consecutiveFailures', 0)}  {values or '-'}"
+            f"failures {a.get('consecutiveFailures', 0)}  {values or '-'}{compared}"
         )
 
     def traffic(self) -> str:
@@ -292,10 +306,15 @@ class Demo:
         self.follow(lambda s: s.get("phase") == "Stable", "v1")
         v1_stable = time.time()
 
-        say("\n== 2. a healthy v2: shadow (requests mirrored) -> canary 10 % -> 50 % -> promoted")
+        say(
+            "\n== 2. a healthy v2: shadow (copies compared with v1's answers) -> canary 10 % "
+            "-> 50 % -> promoted"
+        )
         good = with_version(base, "v2")
         self.apply(good)
         started, shadow_before = time.monotonic(), self.shadow_total
+        passed = self.follow(lambda s: s.get("stage") not in ("Shadowing", None), "the shadow")
+        compared = passed.get("comparison") or {}
         s = self.follow(
             lambda s: s.get("phase") == "Stable" and _last_outcome(s) == "Promoted", "the promotion"
         )
@@ -303,9 +322,21 @@ class Demo:
         shadow_copies = self.shadow_total - shadow_before
         promoted = s["history"][0]
 
-        say("\n== 3. a bad v3 (20 % of its answers are 500s), shipped without the shadow stage:")
+        say("\n== 3. a v3 that answers a wrong price for 5 % of the requests (no error at all):")
+        say("      the shadow comparison catches it before any client sees it")
+        wrong = with_version(
+            good, "v3", DIFF_FIELDS='{"price": 13}', DIFF_RATE="0.05", DIFF_PATHS="/cart"
+        )
+        self.apply(wrong)
+        started = time.monotonic()
+        s = self.follow(lambda s: s.get("phase") == "RolledBack", "the shadow's rollback")
+        wrong_time = time.monotonic() - started
+        mismatch = s["history"][0]
+        caught = s.get("comparison") or {}
+
+        say("\n== 4. a bad v4 (20 % of its answers are 500s), shipped without the shadow stage:")
         say("      its canary is rolled back on error rate")
-        bad = with_version(good, "v3", ERROR_RATE="0.2")
+        bad = with_version(good, "v4", ERROR_RATE="0.2")
         del bad["spec"]["strategy"]["shadow"]
         self.apply(bad)
         started = time.monotonic()
@@ -313,19 +344,35 @@ class Demo:
         bad_time = time.monotonic() - started
         rolled = s["history"][0]
         # Until the clients have seen the stable version alone for a few seconds.
-        self.follow_until_quiet("v3")
+        self.follow_until_quiet("v4")
         report = self.load.stop()
         records = self.load.records()
         events = json.loads(
             self.kubectl("get", "events.events.k8s.io", "-n", self.namespace, "-o", "json")
         )["items"]
         warnings = [e for e in events if e.get("type") == "Warning"]
+        served_v3 = [r for r in records if r.version == "v3"]
 
         say("\n== summary")
         say(f"  promoted     {promoted['revision']} (v2) in {good_time:.0f}s:")
         say(f"               {promoted['message']}")
         say(f"               shadow: {shadow_copies} mirrored copies (no client saw them)")
-        say(f"  rolled back  {rolled['revision']} (v3) in {bad_time:.0f}s ({rolled['reason']}):")
+        say(
+            f"               compared {compared.get('compared', 0)}, mismatched "
+            f"{compared.get('mismatched', 0)} ({_rate(compared.get('mismatchRate'))}): "
+            f"{compared.get('message', '-')}"
+        )
+        say(
+            f"  rolled back  {mismatch['revision']} (v3) in {wrong_time:.0f}s "
+            f"({mismatch['reason']}), while shadowing:"
+        )
+        say(f"               {mismatch['message']}")
+        say(
+            f"               compared {caught.get('compared', 0)}, mismatched "
+            f"{caught.get('mismatched', 0)} ({_rate(caught.get('mismatchRate'))}); "
+            f"clients served by v3: {len(served_v3)}"
+        )
+        say(f"  rolled back  {rolled['revision']} (v4) in {bad_time:.0f}s ({rolled['reason']}):")
         say(f"               {rolled['message']}")
         say(f"  serving      {s['stableRevision']} (canary weight {s['canaryWeight']}%)")
         for e in warnings[-3:]:
@@ -342,11 +389,11 @@ class Demo:
             codes = {c: n for (v, c), n in sorted(by_version.items()) if v == version}
             say(f"    {version:<10} {_counts(codes)}")
         client_5xx = sum(n for c, n in report.statuses.items() if c >= 500)
-        v3 = [r for r in records if r.version == "v3"]
-        v3_5xx = sum(r.status >= 500 for r in v3)
+        v4 = [r for r in records if r.version == "v4"]
+        v4_5xx = sum(r.status >= 500 for r in v4)
         say(
-            f"  client 5xx   {client_5xx}: {v3_5xx} from the v3 canary, the bad version doing "
-            f"what it does ({len(v3)} answers, {100 * v3_5xx / max(1, len(v3)):.0f} % 500s)"
+            f"  client 5xx   {client_5xx}: {v4_5xx} from the v4 canary, the bad version doing "
+            f"what it does ({len(v4)} answers, {100 * v4_5xx / max(1, len(v4)):.0f} % 500s)"
         )
         # Envoy answers by itself (no X-Version) while the route or its endpoints are
         # not programmed yet: expected while v1 starts, worth a look after.
@@ -359,19 +406,22 @@ class Demo:
             f"no ready endpoint yet), {len(late)} after v1 was Stable"
             + "".join(f"; {r.status} at {r.sent_at - self.wall0:.1f}s" for r in late[:10])
         )
-        last_bad = last_answer(records, "v3")
+        last_bad = last_answer(records, "v4")
         rolled_at = _timestamp(rolled.get("at"))
         if last_bad is not None and rolled_at is not None:
             # `at` is to the second: the write happened within the second after it.
             after = last_bad - rolled_at
             say(
-                f"  the v3 canary answered its last request {max(0.0, after - 1):.1f}-"
+                f"  the v4 canary answered its last request {max(0.0, after - 1):.1f}-"
                 f"{after:.1f}s after the rollback was written ({rolled['at']})"
             )
         ok = promoted["outcome"] == "Promoted" and rolled["reason"] == "AnalysisFailed"
         ok = ok and "error-rate" in rolled["message"]  # rolled back on its error rate
+        ok = ok and compared.get("verdict") == "Pass" and compared.get("mismatched") == 0
+        ok = ok and mismatch["reason"] == "ShadowMismatch" and "body.price" in mismatch["message"]
+        ok = ok and not served_v3  # caught while shadowing: no client got a v3 answer
         ok = ok and s["canaryWeight"] == 0 and s["stableRevision"] == promoted["revision"]
-        ok = ok and report.versions.get("v2", 0) > 0 and len(v3) > 0 and shadow_copies > 0
+        ok = ok and report.versions.get("v2", 0) > 0 and len(v4) > 0 and shadow_copies > 0
         say("\n" + ("demo passed" if ok else "demo FAILED: see the timeline above"))
         if self.keep:
             pids = ", ".join(f"{n} {p.pid}" for n, p in self.procs)
@@ -411,6 +461,10 @@ def last_answer(records: list[Record], version: str) -> float | None:
     """Unix time the last answer from `version` arrived, None if it never answered."""
     ends = [r.sent_at + r.latency for r in records if r.version == version]
     return max(ends) if ends else None
+
+
+def _rate(value: Any) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def _counts(counts: dict[Any, int]) -> str:

@@ -46,16 +46,22 @@ def test_the_demo_promotes_the_healthy_version_and_rolls_back_the_bad_one(
     for stage in ("Shadowing", "Progressing", "Succeeded", "RolledBack"):
         assert stage in timeline, timeline
     assert re.search(r"Shadowing .* mirror 100%.*\| shadow \+[1-9]", timeline), timeline
+    # While shadowing the timeline shows the comparison's counts.
+    assert count(r"Shadowing .* compared (\d+) mismatch", timeline) > 0, timeline
 
-    # v2 promoted after its shadow answered mirrored copies; v3 rolled back on errors.
+    # v2 promoted after its shadow answered mirrored copies, compared with no mismatch;
+    # v3 (a wrong price) caught by the comparison; v4 rolled back on errors.
     assert re.search(r"promoted +\w+ \(v2\)", summary), summary
     assert count(r"shadow: (\d+) mirrored copies", summary) > 0
-    assert re.search(r"rolled back +\w+ \(v3\) .*\(AnalysisFailed\)", summary), summary
+    assert count(r"compared (\d+), mismatched 0 \(0\.00%\)", summary) >= 100, summary
+    assert re.search(r"rolled back +\w+ \(v3\) .*\(ShadowMismatch\)", summary), summary
+    assert "body.price" in summary and "clients served by v3: 0" in summary, summary
+    assert re.search(r"rolled back +\w+ \(v4\) .*\(AnalysisFailed\)", summary), summary
     assert "error-rate =" in summary and "above max 0.05" in summary, summary
     assert "canary weight 0%" in summary
 
     # Real requests reached every version, as the clients saw them (X-Version).
-    for version in ("v1", "v2", "v3"):
+    for version in ("v1", "v2", "v4"):
         assert count(rf"by version .*\b{version} (\d+)", summary) > 0, summary
     # The bad canary's 500s reached clients (at its 10 %), reported as such.
-    assert count(r"client 5xx +\d+: (\d+) from the v3 canary", summary) > 0
+    assert count(r"client 5xx +\d+: (\d+) from the v4 canary", summary) > 0
