@@ -230,3 +230,62 @@ def next_look(r: Route) -> dict[str, Any]:
     """The status once the operator has read the comparison again."""
     last = comparison(r.status()).get("checkedAt")
     return r.wait("a later look", lambda s: comparison(s).get("checkedAt") != last, 30)
+
+
+def comparator_metric(kubectl: KubectlFn, namespace: str, name: str, metric: str) -> float:
+    """One sample of the comparator's /metrics, read through the API server's service
+    proxy (as `kubectl shadowroute diff` reads /summary)."""
+    path = f"/api/v1/namespaces/{namespace}/services/http:{name}-comparator:admin/proxy/metrics"
+    got = kubectl("get", "--raw", path, check=False)
+    if got.returncode != 0:
+        events = kubectl("get", "events", "-n", namespace, check=False).stdout
+        sr = kubectl("get", "sr", name, "-n", namespace, "-o", "json", check=False).stdout
+        raise AssertionError(f"{got.stderr}\n{events}\n{sr[-3000:]}")
+    text = got.stdout
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric)]
+    assert values, f"{metric} not in the comparator's metrics"
+    return sum(values)
+
+
+def memory_stays_flat(
+    compared, namespace: str, kubectl: KubectlFn, rounds: int, requests: int
+) -> None:
+    r = compared(f"memory{rounds}", duration="10m", minCompared=10_000_000)
+    host = hostname(r.name, namespace)
+    release(r, "v2", WRONG_PRICE)  # differing and noise fields both: every store fills
+    r.wait("comparing", comparing, 120)
+
+    def rss() -> float:
+        return comparator_metric(kubectl, namespace, r.name, "process_resident_memory_bytes")
+
+    load(host, path="/price/book", rate=60, requests=requests).run()  # warm: caps reached
+    samples = [rss()]
+    for _ in range(rounds):
+        load(host, path="/price/book", rate=60, requests=requests).run()
+        samples.append(rss())
+    compared_n = comparator_metric(kubectl, namespace, r.name, "shadowroute_compare_requests_total")
+    summary = kubectl(
+        "get", "--raw",
+        f"/api/v1/namespaces/{namespace}/services/http:{r.name}-comparator:admin/proxy/summary",
+    ).stdout  # fmt: skip
+    counts = {k: v for k, v in json.loads(summary).items() if k not in ("samples", "fields")}
+    # Every copy is accounted for: compared, or dropped (the comparator drops copies
+    # rather than queue them when the shadow is slow: the shared machine can be).
+    accounted = compared_n + sum(counts["dropped"].values()) + sum(counts["skipped"].values())
+    assert accounted >= 0.95 * requests * (rounds + 1), json.dumps(counts)
+    assert compared_n >= requests, json.dumps(counts)
+    growth = (samples[-1] - samples[0]) / 2**20
+    # Its tally, samples and latency reservoir are capped: after the warm-up, more
+    # compared requests cost no more memory (a few MiB of allocator slack at most).
+    assert growth < 6, f"RSS {[round(s / 2**20, 1) for s in samples]} MiB"
+
+
+def test_the_comparators_memory_stays_flat(compared, namespace: str, kubectl: KubectlFn) -> None:
+    memory_stays_flat(compared, namespace, kubectl, rounds=2, requests=1200)
+
+
+@pytest.mark.long
+def test_the_comparators_memory_stays_flat_over_a_long_run(
+    compared, namespace: str, kubectl: KubectlFn
+) -> None:
+    memory_stays_flat(compared, namespace, kubectl, rounds=10, requests=6000)

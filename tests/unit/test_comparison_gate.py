@@ -298,3 +298,19 @@ def test_a_field_differing_as_often_in_noise_never_counts(
     counts = {k: min(v, compared) for k, v in counts.items()}
     top = gate.top_fields(gate.Counts(compared=compared, raw=counts, noise=counts), compared)
     assert top == ()
+
+
+@pytest.mark.parametrize(
+    "traffic",
+    [
+        {"provider": "istio", "istio": {"hosts": ["web.example"]}},
+        {"provider": "nginx", "nginx": {"host": "web.example"}},
+    ],
+)
+def test_every_mirroring_provider_sends_the_copies_to_the_comparator(traffic: dict) -> None:
+    raw = compared_spec()
+    raw["traffic"] = traffic
+    sim = shadowing(Sim(raw).stable())
+    routes = [o for o in rendered(sim).values() if o["kind"] in ("VirtualService", "Ingress")]
+    text = str(routes)
+    assert "web-comparator" in text and "web-shadow" not in text

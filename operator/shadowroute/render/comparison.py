@@ -112,9 +112,13 @@ def comparator_template(
                         {"name": "mirror", "containerPort": MIRROR_PORT, "protocol": "TCP"},
                         {"name": ADMIN_PORT_NAME, "containerPort": ADMIN_PORT, "protocol": "TCP"},
                     ],
+                    # Lenient: a comparator busy comparing answers slowly, and
+                    # losing its endpoint would stop the copies altogether.
                     "readinessProbe": {
                         "httpGet": {"path": "/healthz", "port": ADMIN_PORT_NAME},
                         "periodSeconds": 2,
+                        "timeoutSeconds": 5,
+                        "failureThreshold": 5,
                     },
                     "resources": {
                         "requests": {"cpu": "50m", "memory": "64Mi"},
