@@ -117,14 +117,14 @@ build_helm() {
   # Helm for the chart tests (`helm lint`, `helm template`). Its go.mod has no replace
   # directives, so `go install` works; the Kubernetes version Helm assumes for
   # templates comes from the client-go in its build info, the version string from ldflags.
-  # Also the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) from their Go
-  # module, so the chart's optional objects are validated by the API server too.
+  # Also the prometheus-operator CRDs (ServiceMonitor, PodMonitor, PrometheusRule) from
+  # their Go module, so the chart's optional objects are validated by the API server too.
   local pv="$PROMETHEUS_OPERATOR_VERSION"
-  local mon="$cache/crds/prometheus-operator-$pv.yaml"
+  local mon="$cache/crds/monitoring-$pv.yaml"
   if [ ! -s "$mon" ]; then
-    log "prometheus-operator $pv: fetching the ServiceMonitor and PrometheusRule CRDs"
+    log "prometheus-operator $pv: fetching the ServiceMonitor, PodMonitor and PrometheusRule CRDs"
     local d; d="$(cd "$work" && GOFLAGS= go mod download -json "github.com/prometheus-operator/prometheus-operator@$pv" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-    for f in servicemonitors prometheusrules; do
+    for f in servicemonitors podmonitors prometheusrules; do
       cat "$d/example/prometheus-operator-crd-full/monitoring.coreos.com_$f.yaml"; echo "---"
     done > "$mon.tmp"
     mv "$mon.tmp" "$mon"

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 EVERYTHING = (
     "metrics.serviceMonitor.enabled=true",
+    "metrics.comparatorPodMonitor.enabled=true",
     "metrics.prometheusRule.enabled=true",
     "metrics.dashboard.enabled=true",
 )
@@ -180,14 +181,19 @@ def test_chart_installs_for_real_in_namespaced_mode(
 
 
 def _monitoring_crds(kubectl: KubectlFn) -> None:
-    """ServiceMonitor and PrometheusRule CRDs (fetched by hack/build.sh from the
-    prometheus-operator module), so the API server validates those objects too."""
+    """ServiceMonitor, PodMonitor and PrometheusRule CRDs (fetched by hack/build.sh from
+    the prometheus-operator module), so the API server validates those objects too."""
     cache = Path(os.environ.get("SHADOWROUTE_CACHE", Path.home() / ".cache" / "shadowroute"))
-    crds = cache / "crds" / f"prometheus-operator-{_versions()['PROMETHEUS_OPERATOR_VERSION']}.yaml"
+    crds = cache / "crds" / f"monitoring-{_versions()['PROMETHEUS_OPERATOR_VERSION']}.yaml"
     assert crds.exists(), f"{crds} is missing: run `bash hack/build.sh helm`"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
-    for crd in ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"):
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
+    for crd in ("servicemonitors", "podmonitors", "prometheusrules"):
+        kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            f"crd/{crd}.monitoring.coreos.com",
+        )
 
 
 def test_every_rendered_object_passes_a_server_side_dry_run(
@@ -206,6 +212,7 @@ def test_every_rendered_object_passes_a_server_side_dry_run(
             "CustomResourceDefinition",
             "Deployment",
             "ServiceMonitor",
+            "PodMonitor",
             "PrometheusRule",
         } <= kinds
         res = kubectl(
