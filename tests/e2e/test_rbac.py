@@ -208,7 +208,9 @@ def test_full_rollouts_under_the_namespaced_roles_of_the_chart(
     sa = next(m for m in rbac if m["kind"] == "ServiceAccount")["metadata"]["name"]
     who = f"system:serviceaccount:{namespace}:{sa}"
 
-    # What the identity may not do: write specs, delete children, read cluster scope.
+    # What the identity may not do: write specs, read cluster scope, delete what is not
+    # a child (it deletes Deployments and Services only when a ShadowRoute stops
+    # comparing its shadow: <name>-baseline and <name>-comparator go).
     assert can_i(
         kubectl,
         who,
@@ -220,7 +222,9 @@ def test_full_rollouts_under_the_namespaced_roles_of_the_chart(
     )
     assert not can_i(kubectl, who, "update", "shadowroutes.shadowroute.io", "-n", namespace)
     assert not can_i(kubectl, who, "patch", "shadowroutes.shadowroute.io", "-n", namespace)
-    assert not can_i(kubectl, who, "delete", "deployments", "-n", namespace)
+    assert can_i(kubectl, who, "delete", "deployments", "-n", namespace)
+    assert not can_i(kubectl, who, "delete", "pods", "-n", namespace)
+    assert not can_i(kubectl, who, "delete", "configmaps", "-n", namespace)
     assert not can_i(kubectl, who, "list", "namespaces")
     assert not can_i(kubectl, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert not can_i(kubectl, who, "get", "secrets", "-n", "default")
