@@ -106,3 +106,15 @@ def test_status_shows_the_last_comparison() -> None:
     assert "COMPARISON revision abc123: NotEnoughData (ComparisonPending), 40 compared" in text
     assert "read 2s ago" in text and "p95 shadow 30 ms, baseline -" in text
     assert "body.price" in text and "40 requests compared, 100 needed" in text
+
+
+def test_plan_says_the_shadow_stage_compares() -> None:
+    from shadowroute.api import ShadowRouteSpec
+    from shadowroute.cli.plan import stages
+
+    from .sim import spec_dict
+
+    raw = spec_dict(shadow={"duration": "1m", "compare": {"minCompared": 300}})
+    (first, *_) = stages(ShadowRouteSpec.model_validate(raw), "web")
+    assert "mirrored to web-comparator" in first and "web-baseline" in first
+    assert "at least 300 compared requests" in first and "GET, HEAD, OPTIONS only" in first

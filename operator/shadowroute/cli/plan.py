@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.models import API_VERSION, KIND, ShadowRouteSpec, ShadowRouteStatus
+from ..api.models import API_VERSION, KIND, CompareAgainst, ShadowRouteSpec, ShadowRouteStatus
 from ..names import Owner
 from ..render import diff
 from ..rollout.machine import desired_revision
@@ -92,10 +92,21 @@ def stages(spec: ShadowRouteSpec, name: str) -> list[str]:
     """The stages a new revision goes through under this spec, in words."""
     out = []
     strategy = spec.strategy
-    if strategy.shadow is not None:
+    shadow = strategy.shadow
+    if shadow is not None and shadow.compare is not None:
+        c = shadow.compare
+        against = f"{name}-primary" if c.against == CompareAgainst.PRIMARY else f"{name}-baseline"
         out.append(
-            f"Shadowing: {name}-shadow gets {strategy.shadow.mirror_percent}% of requests "
-            f"mirrored for {strategy.shadow.duration} (responses thrown away)"
+            f"Shadowing: {shadow.mirror_percent}% of requests mirrored to {name}-comparator for "
+            f"at least {shadow.duration}, which asks {name}-shadow and {against} "
+            f"({', '.join(c.methods)} only) and compares their answers; it ends when at most "
+            f"{c.max_mismatch_rate:.2%} of at least {c.min_compared} compared requests differ "
+            "beyond noise, and rolls back (ShadowMismatch) when more do"
+        )
+    elif shadow is not None:
+        out.append(
+            f"Shadowing: {name}-shadow gets {shadow.mirror_percent}% of requests "
+            f"mirrored for {shadow.duration} (responses thrown away)"
         )
     if strategy.canary is not None:
         steps = strategy.canary.steps
