@@ -595,13 +595,20 @@ def up() -> dict:
 
 
 def egress_selector_config() -> Path:
+    """Write the API server's egress configuration (`egress_selector`) and say where."""
+    out = STATE_DIR / "egress-selector.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(egress_selector(), indent=2))
+    return out
+
+
+def egress_selector() -> dict:
     """The API server's `cluster` egress - services/proxy, pods/proxy, nodes/proxy, the
     kubelets of the fake nodes, webhooks, aggregated APIs - as HTTP CONNECT over the
     bridge's Unix socket (hack/netbridge.py connect_proxy): pod and Service addresses are
     dialled inside the pod network, loopback on the host, anything else refused. The
     socket appears with the bridge; the API server dials it per connection."""
-    out = STATE_DIR / "egress-selector.json"
-    config = {
+    return {
         "apiVersion": "apiserver.k8s.io/v1beta1",
         "kind": "EgressSelectorConfiguration",
         "egressSelections": [
@@ -614,8 +621,6 @@ def egress_selector_config() -> Path:
             }
         ],
     }
-    out.write_text(json.dumps(config, indent=2))
-    return out
 
 
 def fake_nodes_manifest() -> dict:

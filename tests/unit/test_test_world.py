@@ -8,7 +8,6 @@ annotations. The processes themselves are tested on the local cluster
 from __future__ import annotations
 
 import ipaddress
-import json
 
 import pytest
 from hypothesis import given
@@ -236,7 +235,7 @@ async def test_the_egress_socket_tunnels_to_host_loopback_and_refuses_others(tmp
 
 
 def test_the_api_server_egress_is_http_connect_over_the_bridge_socket() -> None:
-    doc = json.loads(cluster.egress_selector_config().read_text())
+    doc = cluster.egress_selector()
     assert doc["kind"] == "EgressSelectorConfiguration"
     assert doc["apiVersion"] == "apiserver.k8s.io/v1beta1"
     (selection,) = doc["egressSelections"]
