@@ -37,7 +37,7 @@ from .names import Owner
 from .notify import Notifier, transitions
 from .reasons import WRITE_FAILURES, Reason
 from .render import diff
-from .render.comparison import stale_comparison_children
+from .render.comparison import comparator_image, stale_comparison_children
 from .rollout import conditions
 from .rollout.observe import Observation
 from .secrets import Secrets
@@ -174,6 +174,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         deployments=list(live["Deployment"].values()),
         analysis=evaluation.signal,
         comparison=comparison.signal,
+        comparator_image=comparator_image(),
     )
     read = status.model_copy(
         update={"analysis": evaluation.status, "comparison": comparison.status}
@@ -277,7 +278,7 @@ async def _apply(
             await kube.delete(current)
             w.count += 1
         # The comparison's children, once the spec stops comparing.
-        for current in stale_comparison_children(owner, desired_objs, live):
+        for current in stale_comparison_children(owner, spec, desired_objs, live):
             await kube.delete(current)
             w.count += 1
     except traffic.RouteError as exc:

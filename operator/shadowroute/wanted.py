@@ -14,7 +14,7 @@ from typing import Any
 from . import traffic
 from .api.models import ShadowRouteSpec, ShadowRouteStatus
 from .names import COMPARATOR, ROLE_LABEL, ROLES, Owner, child_name
-from .render.comparison import comparator_image, compare_spec, comparison_children
+from .render.comparison import DEFAULT_COMPARATOR_IMAGE, compare_spec, comparison_children
 from .render.workloads import deployments, services
 from .rollout import from_live
 from .rollout.machine import Decision, decide, desired_revision, template_dict
@@ -33,8 +33,9 @@ class Seen:
     """The analysis verdict for this reconcile; None when the spec has no analysis."""
     comparison: AnalysisSignal | None = None
     """The shadow comparison's verdict; None when the stage is not gated by one."""
-    comparator_image: str = ""
-    """The image the comparator runs (the operator's); "" means `comparator_image()`."""
+    comparator_image: str = DEFAULT_COMPARATOR_IMAGE
+    """The image the comparator runs: the operator's (the shell reads it from
+    SHADOWROUTE_COMPARATOR_IMAGE, render.comparison.comparator_image)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def wanted(
         more, _ = deployments(owner, spec, fallback, desired, templates)
         deps += [d for d in more if d["metadata"]["labels"][ROLE_LABEL] in missing]
     compared_services, compared_deps = comparison_children(
-        owner, spec, after, desired, templates, seen.comparator_image or comparator_image()
+        owner, spec, after, desired, templates, seen.comparator_image
     )
     # With a comparison, mirrored copies go to the comparator, which asks the shadow.
     mirror_target = child_name(owner.name, COMPARATOR) if compare_spec(spec) else None

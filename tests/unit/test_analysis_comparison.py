@@ -136,3 +136,38 @@ async def test_no_comparison_in_the_spec_clears_the_record() -> None:
     raw = spec_dict(shadow={"duration": "1m"})
     got = await look(ShadowRouteSpec.model_validate(raw), shadowing(), Comparator())
     assert got.status is None and got.signal is None
+
+
+async def test_a_pass_read_before_the_stage_began_again_is_read_anew() -> None:
+    """The comparator restarted (the stage's readiness was lost and regained): a pass
+    from before says nothing about the new one's counts."""
+    client = Comparator(compared=500)
+    first = await look(spec(), shadowing(), client)
+    assert first.status is not None and first.status.verdict == ComparisonVerdict.PASS
+    client.compared = 3  # the new comparator counts from zero
+    restarted = shadowing(stage_ready_at="2026-12-01T12:00:02Z", comparison=first.status)
+    got = await look(spec(), restarted, client, NOW + dt.timedelta(seconds=5))
+    assert got.signal is not None and got.signal.health is Health.PENDING
+    assert got.status is not None and got.status.compared == 3
+
+
+async def test_a_slow_shadow_is_a_failed_verdict_that_never_stands_as_a_pass() -> None:
+    client = Comparator(compared=500)
+
+    async def slow(endpoint: Endpoint, promql: str, at: dt.datetime) -> tuple[Sample, ...]:
+        if 'side="candidate"' in promql:
+            return (Sample((), 0.5),)
+        return await Comparator.query(client, endpoint, promql, at)
+
+    client.query = slow  # type: ignore[method-assign]
+    got = await look(spec(maxLatencyRatio=2), shadowing(), client)
+    assert got.signal is not None and got.signal.health is Health.FAILED
+    assert got.status is not None and got.status.verdict == ComparisonVerdict.FAIL
+    assert got.status.reason == Reason.SHADOW_TOO_SLOW
+    later = await look(
+        spec(maxLatencyRatio=2),
+        shadowing(comparison=got.status),
+        client,
+        NOW + dt.timedelta(seconds=2),
+    )
+    assert later.signal is not None and later.signal.health is Health.PENDING

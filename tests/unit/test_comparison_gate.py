@@ -175,7 +175,8 @@ def test_no_comparison_no_children_and_old_ones_are_stale() -> None:
             "web-primary": {"metadata": {"name": "web-primary", "uid": "u3"}},
         },
     }
-    stale = stale_comparison_children(OWNER, list(objs.values()), live)
+    stale = stale_comparison_children(OWNER, sim.spec, list(objs.values()), live)
+    assert stale_comparison_children(OWNER, Sim(compared_spec()).spec, [], live) == []
     assert sorted((o["kind"], o["metadata"]["name"]) for o in stale) == [
         ("Deployment", "web-comparator"),
         ("Service", "web-baseline"),
@@ -314,3 +315,26 @@ def test_every_mirroring_provider_sends_the_copies_to_the_comparator(traffic: di
     routes = [o for o in rendered(sim).values() if o["kind"] in ("VirtualService", "Ingress")]
     text = str(routes)
     assert "web-comparator" in text and "web-shadow" not in text
+
+
+def test_a_pass_from_before_the_stage_began_does_not_end_it() -> None:
+    sim = shadowing(Sim(compared_spec()).stable())
+    ready = sim.status.stage_ready_at
+    assert ready is not None
+    from shadowroute.api.models import parse_timestamp
+
+    stale = parse_timestamp(ready)  # the same second: before the copies began
+    sim.comparison = AnalysisSignal(Health.HEALTHY, Reason.COMPARISON_PASSED, "ok", stale)
+    for _ in range(12):
+        sim.tick(10)
+    assert sim.status.stage == Stage.SHADOWING
+
+
+def test_a_comparison_holding_past_the_duration_is_told_once_in_an_event() -> None:
+    sim = shadowing(Sim(compared_spec()).stable())
+    sim.comparison = AnalysisSignal(Health.PENDING, Reason.COMPARISON_PENDING, "3 of 50 needed")
+    since = len(sim.events)
+    for _ in range(12):
+        sim.tick(10)
+    held = [e for e in sim.events[since:] if e.reason == Reason.COMPARISON_PENDING]
+    assert len(held) == 1 and held[0].type == "Warning" and "3 of 50 needed" in held[0].message

@@ -78,32 +78,42 @@ async def compare(
         message = f"waiting for the shadow of revision {revision} to receive copies"
         pending = last.model_copy(update={"message": message})
         return Comparison(pending, AnalysisSignal(Health.PENDING, pending.reason, message))
-    if last.checked_at:
+    # A look from before the stage's copies began (the comparator restarted, the stage
+    # started over, the same revision retried) says nothing about them: look again.
+    since = parse_timestamp(status.stage_ready_at) + dt.timedelta(seconds=1)
+    if last.checked_at and parse_timestamp(last.checked_at) >= since:
         due_at = parse_timestamp(last.checked_at) + dt.timedelta(seconds=interval)
         if now < due_at - dt.timedelta(milliseconds=50):
             return Comparison(last, _standing(last), (due_at - now).total_seconds())
+    redact = (secrets or Secrets()).redact
     try:
         read = await _read(spec, a, namespace, name, revision, now, kube, client, secrets)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # never a crash: hold, and say what failed
         reason = Reason.COMPARISON_UNAVAILABLE
-        text = f"the comparison could not be read ({type(exc).__name__}: {exc}); holding"
+        text = redact(f"the comparison could not be read ({type(exc).__name__}: {exc}); holding")
         if (last.reason, last.message) != (reason, text):
             log.warning("%s/%s: %s", namespace, name, text)
         held = gate.unknown(revision, reason, text, format_timestamp(now))
         return Comparison(held, AnalysisSignal(Health.PENDING, reason, text), interval)
     judged, health = read
+    judged = judged.model_copy(update={"message": redact(judged.message)})
     if (judged.verdict, judged.reason) != (last.verdict, last.reason):
         log.info("%s/%s comparison of %s: %s", namespace, name, revision, judged.message)
-    return Comparison(judged, AnalysisSignal(health, judged.reason, judged.message), interval)
+    return Comparison(judged, _signal(judged, health), interval)
+
+
+def _signal(c: ComparisonStatus, health: Health) -> AnalysisSignal:
+    evidence = parse_timestamp(c.checked_at) if c.checked_at else None
+    return AnalysisSignal(health, c.reason, c.message, evidence_at=evidence)
 
 
 def _standing(last: ComparisonStatus) -> AnalysisSignal:
     """Between looks: a pass stands; anything else holds (a failure rolls back in the
     reconcile that read it)."""
     health = Health.HEALTHY if last.verdict == ComparisonVerdict.PASS else Health.PENDING
-    return AnalysisSignal(health, last.reason, last.message)
+    return _signal(last, health)
 
 
 async def _read(

@@ -453,8 +453,8 @@ class CompareAgainst(StrEnum):
 IGNORE_PATH_PATTERN = r"^body([.\[].*)?$"
 MAX_IGNORED = 64
 COMPARE_MIN_REPLICAS_NOTE = (
-    "two pods let the comparator learn what differs between two instances of the same "
-    "version (a host name, a pod IP) as noise"
+    "they take two asks per mirrored copy; with two pods the two asks often reach both, "
+    "so what differs between instances (a host name) is learned as noise"
 )
 
 IGNORE_HEADER_PATTERN = r"^[a-z0-9!#$%&'+.^_`|~-]+\*?$"

@@ -67,16 +67,17 @@ def queries(namespace: str, name: str, revision: str) -> Queries:
         f'namespace="{_quoted(namespace)}",route="{_quoted(name)}",revision="{_quoted(revision)}"'
     )
 
+    # `max by (pod, ...)` first: a pod scraped twice (its annotations and a PodMonitor)
+    # counts once.
     def p95(side: str) -> str:
-        return (
-            f'histogram_quantile(0.95, sum by (le) ({DURATION_BUCKETS}{{{where},side="{side}"}}))'
-        )
+        buckets = f'{DURATION_BUCKETS}{{{where},side="{side}"}}'
+        return f"histogram_quantile(0.95, sum by (le) (max by (pod, le) ({buckets})))"
 
     return Queries(
-        compared=f"sum({REQUESTS}{{{where}}})",
-        mismatched=f"sum({MISMATCHED}{{{where}}})",
-        raw=f"sum by (field) ({FIELD_DIFFERENCES}{{{where}}})",
-        noise=f"sum by (field) ({FIELD_NOISE}{{{where}}})",
+        compared=f"sum(max by (pod) ({REQUESTS}{{{where}}}))",
+        mismatched=f"sum(max by (pod) ({MISMATCHED}{{{where}}}))",
+        raw=f"sum by (field) (max by (pod, field) ({FIELD_DIFFERENCES}{{{where}}}))",
+        noise=f"sum by (field) (max by (pod, field) ({FIELD_NOISE}{{{where}}}))",
         shadow_p95=p95(CANDIDATE),
         baseline_p95=p95(BASELINE),
     )
@@ -138,6 +139,7 @@ def judge(
     slow = _too_slow(spec, counts)
     if slow and judgement is not Judgement.NOT_ENOUGH_DATA:
         health, reason, message = Health.FAILED, Reason.SHADOW_TOO_SLOW, f"{slow}; {message}"
+        judgement = Judgement.FAIL
     status = ComparisonStatus(
         revision=revision,
         verdict=ComparisonVerdict(judgement.value),

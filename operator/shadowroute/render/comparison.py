@@ -122,7 +122,8 @@ def comparator_template(
                     },
                     "resources": {
                         "requests": {"cpu": "50m", "memory": "64Mi"},
-                        "limits": {"memory": "256Mi"},
+                        # 64 comparisons in flight of up to 4 bodies of 1 MiB each.
+                        "limits": {"memory": "512Mi"},
                     },
                     "securityContext": {
                         "readOnlyRootFilesystem": True,
@@ -200,10 +201,16 @@ def comparison_children(
 
 
 def stale_comparison_children(
-    owner: Owner, desired: list[dict[str, Any]], live: dict[str, dict[str, dict[str, Any]]]
+    owner: Owner,
+    spec: ShadowRouteSpec,
+    desired: list[dict[str, Any]],
+    live: dict[str, dict[str, dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """Live comparison children no longer rendered (the spec stopped comparing): they go.
+    """Live comparison children once the spec stopped comparing: they go. While it
+    compares, nothing goes (a baseline whose template is unknown is left as it is).
     `live` holds only what this ShadowRoute controls."""
+    if compare_spec(spec) is not None:
+        return []
     names = {child_name(owner.name, role) for role in (BASELINE, COMPARATOR)}
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
     out = []

@@ -449,15 +449,30 @@ def _shadowing(run: _Run) -> None:
     if not _analysis_allows_advance(run):
         s.message = "shadow duration passed; waiting for the analysis to pass"
         return
-    if shadow.compare is not None and (
-        comparison is None or comparison.health is not Health.HEALTHY
-    ):
+    if shadow.compare is not None and not _comparison_allows_advance(run):
         why = comparison.message if comparison is not None else "not read yet"
-        s.message = f"shadow duration passed; waiting for the comparison to pass: {why}"
+        hold = "shadow duration passed; waiting for the comparison to pass"
+        if not s.message.startswith(hold):  # once per hold: say it in an Event too
+            run.event(
+                (comparison.reason if comparison else "") or Reason.COMPARISON_PENDING,
+                f"the comparison holds revision {run.desired} past the shadow's duration: {why}",
+                warning=True,
+            )
+        s.message = f"{hold}: {why}"
         return
     s.mirror_percent = 0
     _enter(run, Stage.PROGRESSING, 0)
     run.event(Reason.SHADOW_PASSED, f"shadow of revision {run.desired} passed; {_stage_text(run)}")
+
+
+def _comparison_allows_advance(run: _Run) -> bool:
+    """Passed, by a look at the counts after this stage's copies began (stage_ready_at,
+    to the second): a pass read before a comparator restart says nothing of the new one."""
+    c = run.obs.comparison
+    if c is None or c.health is not Health.HEALTHY:
+        return False
+    ready = parse_time(run.s.stage_ready_at)
+    return c.evidence_at is None or ready is None or c.evidence_at >= ready + timedelta(seconds=1)
 
 
 def _shadow_not_ready(run: _Run) -> str:
