@@ -26,7 +26,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         # the state machine; the children; metrics/logs; Secrets read; the HTTP session
         "rollout render observability secrets http",
         "compare",  # shadow comparison: the differ, the tally, the comparator, its gate
-        "traffic analysis",  # the providers' routes; the checks
+        # the providers' routes; the Prometheus checks; acceptance checks (above compare:
+        # they read JSON paths with its differ). `checks` is groundwork, not yet wired.
+        "traffic analysis checks",
         "kube notify",  # the only code that talks to the API server; the webhooks
         "wanted",  # what one reconcile wants: decision plus desired objects
         "reconciler cli",  # the operator's reconcile; the kubectl plugin
