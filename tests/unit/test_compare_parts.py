@@ -395,7 +395,7 @@ def test_summary_shape() -> None:
     )
     assert s["latency"]["candidate"] == {"p50": 0.01, "p95": 0.01, "count": 1}
     assert s["latency"]["baseline"]["count"] == 0
-    assert s["dropped"] == {"busy": 0, "error": 0}
+    assert s["dropped"] == {"busy": 0, "error": 0, "stalled": 0}
     [sample_] = s["samples"]
     assert set(sample_) == {"field", "request", "candidate", "baseline"}
     assert sample_["request"] == {

@@ -296,6 +296,20 @@ async def test_too_large_bodies_are_skipped(world: World) -> None:
     assert world.candidate.asks[-1]["body"] == b"ok"
 
 
+async def test_a_body_that_stalls_is_dropped_within_the_timeout(world: World) -> None:
+    c = await world.comparator(timeout=0.2)
+    reader, writer = await asyncio.open_connection(LOOPBACK, c.listen_port)
+    writer.write(
+        f"GET /slow HTTP/1.1\r\nHost: {MIRRORED_HOST}\r\nContent-Length: 10\r\n\r\nabc".encode()
+    )
+    await writer.drain()  # 3 bytes of 10, then nothing
+    head = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert b" 204 " in head
+    assert c.comparison.dropped["stalled"] == 1 and c._in_flight == 0
+    assert not world.candidate.asks
+
+
 async def test_a_candidate_that_times_out_differs_on_status(world: World) -> None:
     async def hangs(u: Upstream, request: web.Request) -> web.StreamResponse:
         await world.release.wait()

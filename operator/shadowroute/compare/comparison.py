@@ -39,7 +39,9 @@ SKIP_BASELINE_FAILED = "baseline-failed"
 SKIP_REASONS = (SKIP_METHOD, SKIP_TOO_LARGE, SKIP_BASELINE_FAILED)
 DROP_BUSY = "busy"
 DROP_ERROR = "error"
-DROP_REASONS = (DROP_BUSY, DROP_ERROR)
+DROP_STALLED = "stalled"
+"""The mirrored request's body did not arrive within the ask timeout."""
+DROP_REASONS = (DROP_BUSY, DROP_ERROR, DROP_STALLED)
 
 # What an ask without an answer was.
 TIMEOUT = "timeout"

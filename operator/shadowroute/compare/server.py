@@ -33,6 +33,7 @@ from .comparison import (
     CONNECT,
     DROP_BUSY,
     DROP_ERROR,
+    DROP_STALLED,
     FAILED,
     SKIP_METHOD,
     SKIP_TOO_LARGE,
@@ -170,11 +171,17 @@ class Comparator:
             return web.Response(status=204)
         self._in_flight += 1  # taken now: the body's read may let other copies in
         try:
-            body = await read_bounded(request.content, config.max_body_bytes)
+            # A body that stalls must not hold its slot: at most the ask timeout.
+            async with asyncio.timeout(config.timeout):
+                body = await read_bounded(request.content, config.max_body_bytes)
             if body is None:
                 comparison.skip(SKIP_TOO_LARGE)
                 self._in_flight -= 1
                 return web.Response(status=204)
+        except TimeoutError:
+            comparison.drop(DROP_STALLED)
+            self._in_flight -= 1
+            return web.Response(status=204)
         except BaseException:
             self._in_flight -= 1
             raise
