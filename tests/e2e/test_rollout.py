@@ -78,7 +78,17 @@ class Route:
         )  # fmt: skip
 
     def wait(self, what: str, check, timeout: float = 60) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.status()) and check(s) and s, timeout, 0.3, what)
+        """Poll the status until check(status) holds; a timeout names the last status."""
+        seen: list[dict[str, Any]] = [{}]
+
+        def holds() -> dict[str, Any] | None:
+            seen[0] = self.status()
+            return seen[0] if seen[0] and check(seen[0]) else None
+
+        try:
+            return wait_for(holds, timeout, 0.3, what)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; last status: {brief(seen[0])}") from None
 
     def deployment(self, role: str) -> dict[str, Any]:
         return get_json(self.kubectl, "deployment", f"{self.name}-{role}", "-n", self.ns)
@@ -91,6 +101,15 @@ class Route:
 
     def condition(self, type_: str) -> dict[str, Any]:
         return next(c for c in self.status()["conditions"] if c["type"] == type_)
+
+
+BRIEF = ("phase", "stage", "canaryWeight", "mirrorPercent", "message", "comparison",
+         "rollbackReason", "primaryRevision", "stableRevision")  # fmt: skip
+
+
+def brief(s: dict[str, Any]) -> str:
+    """The fields of a status a timed-out wait should name (history and conditions are long)."""
+    return json.dumps({k: s[k] for k in BRIEF if k in s}, sort_keys=True)
 
 
 def stable(s: dict[str, Any]) -> bool:

@@ -79,7 +79,9 @@ def test_a_version_answering_a_wrong_price_is_held_then_rolled_back_naming_the_f
     host = hostname(r.name, namespace)
     release(r, "v2", WRONG_PRICE)
     r.wait("comparing", comparing, 120)
-    with load(host, path="/price/book", rate=40, duration=90):
+    # 10 requests a second: the 200 needed take 20 s, so the hold (read every 2 s) is
+    # seen even when the mirror reaches Envoy late on a busy machine.
+    with load(host, path="/price/book", rate=10, duration=90):
         held = r.wait(
             "held for too few compared requests past the stage's duration",
             lambda s: (
@@ -96,8 +98,9 @@ def test_a_version_answering_a_wrong_price_is_held_then_rolled_back_naming_the_f
     assert "body.price" in s["history"][0]["message"], s["history"][0]
     c = comparison(s)
     assert c["verdict"] == "Fail" and c["compared"] >= 200
-    # 5 % of the requests differ, beyond the 1 % allowed; the noise fields do not count.
-    assert 0.02 < c["mismatchRate"] < 0.09, c
+    # 5 % of the requests differ, beyond the 1 % allowed (4 sigmas either side at the
+    # ~200 compared the verdict comes at); the noise fields do not count.
+    assert 0.01 < c["mismatchRate"] < 0.12, c
     assert c["topFields"][0]["name"] == "body.price" and c["topFields"][0]["noise"] == 0, c
     assert not {f["name"] for f in c["topFields"] if f["real"]} - {
         "body.price",
