@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from shadowroute.checks.http import EXCERPT, MAX_MESSAGE, Answer, NoAnswer, judge
-from shadowroute.checks.spec import (
+from shadowroute.acceptance.spec import (
     Check,
     Expect,
     Hook,

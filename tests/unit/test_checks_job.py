@@ -14,7 +14,7 @@ from shadowroute.checks.job import (
     job_name,
     render_job,
 )
-from shadowroute.checks.spec import Check, Hook, HttpCheck, JobCheck
+from shadowroute.acceptance.spec import Check, Hook, HttpCheck, JobCheck
 from shadowroute.names import NAME_LABEL, REVISION_LABEL, ROLE_LABEL, Owner
 
 OWNER = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "checkout", "shop", "uid-1")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from shadowroute.checks.ledger import (
+from shadowroute.acceptance.ledger import (
     AllPassed,
     CheckRecord,
     CheckState,
@@ -22,7 +22,7 @@ from shadowroute.checks.ledger import (
     record_start,
     to_status,
 )
-from shadowroute.checks.spec import Check, Hook, HttpCheck
+from shadowroute.acceptance.spec import Check, Hook, HttpCheck
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 REV = "abcdef0123"

@@ -115,6 +115,9 @@ def test_every_node_is_structural(path: str, node: dict[str, Any]) -> None:
     assert "additionalProperties" not in node
     if node.get("x-kubernetes-int-or-string"):
         assert "type" not in node
+    elif "type" not in node:  # any JSON value: only a leaf that keeps whatever it is given
+        assert node.get("x-kubernetes-preserve-unknown-fields") is True, path
+        assert not {"properties", "items"} & node.keys(), path
     else:
         assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}
     if node.get("type") == "array":
@@ -154,14 +157,19 @@ def test_status_carries_no_defaults_and_no_unknown_fields() -> None:
         assert not node.get("x-kubernetes-preserve-unknown-fields"), path
 
 
-def test_only_the_pod_template_preserves_unknown_fields() -> None:
+def test_only_pod_templates_and_expected_json_values_preserve_unknown_fields() -> None:
     preserving = [
         path for path, node in nodes(SCHEMA) if node.get("x-kubernetes-preserve-unknown-fields")
     ]
+    job = "spec.checks[].job.template"
     assert preserving == [
         "spec.template.metadata",
         "spec.template.spec",
         "spec.template.spec.containers[]",
+        "spec.checks[].http.expect.json[].value",
+        f"{job}.metadata",
+        f"{job}.spec",
+        f"{job}.spec.containers[]",
     ]
 
 

@@ -23,11 +23,12 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "shadowroute names revision reasons api_errors",  # the root, the vocabulary, reasons
         "api",  # the resource's models
         "stages",  # what a stage means: pure queries every layer above asks
+        "acceptance",  # what an acceptance check is, what status records of it, what next
         # the state machine; the children; metrics/logs; Secrets read; the HTTP session
         "rollout render observability secrets http",
         "compare",  # shadow comparison: the differ, the tally, the comparator, its gate
-        # the providers' routes; the Prometheus checks; acceptance checks (above compare:
-        # they read JSON paths with its differ). `checks` is groundwork, not yet wired.
+        # the providers' routes; the Prometheus checks; acceptance checks' requests and
+        # Jobs (above compare: they read JSON paths with its differ)
         "traffic analysis checks",
         "kube notify",  # the only code that talks to the API server; the webhooks
         "wanted",  # what one reconcile wants: decision plus desired objects

@@ -128,7 +128,11 @@ def _convert(
     rules = base.get("x-kubernetes-validations", []) + out.get("x-kubernetes-validations", [])
     if rules:
         merged["x-kubernetes-validations"] = rules
-    if "type" not in merged and not merged.get("x-kubernetes-int-or-string"):
+    # Untyped only where Kubernetes allows it: int-or-string, or any JSON value at all.
+    untyped = merged.get("x-kubernetes-int-or-string") or merged.get(
+        "x-kubernetes-preserve-unknown-fields"
+    )
+    if "type" not in merged and not untyped:
         raise SchemaError(f"{path}: every node of a structural schema needs a type")
     return merged
 

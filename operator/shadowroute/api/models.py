@@ -1463,6 +1463,215 @@ SPEC_TRAFFIC_RULES: list[Rule] = [
 """Traffic rules that need more of the spec than spec.traffic (see TRAFFIC_RULES)."""
 
 
+# --------------------------------------------------------------------------- checks
+
+MAX_CHECKS = 20
+MAX_CHECK_NAME_LENGTH = 40
+"""Short enough that ``<name>-check-<check>-…`` Jobs rarely need a hashed name."""
+MAX_CHECK_RETRIES = 10
+CHECK_HEADER_VALUE_PATTERN = r"^[^\r\n]*$"
+CHECK_PATH_PATTERN = r"^/[^\s]*$"
+HTTP_TOKEN_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+JSON_PATH_PATTERN = r'^body((\.[A-Za-z0-9_-]+)|(\[[0-9]+\])|(\["([^"\\]|\\.)*"\]))*$'
+CheckTimeout = BoundedDuration("1s", "24h")
+MaxLatency = BoundedDuration("1ms", "5m")
+_ANY_JSON: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+
+
+class CheckHook(StrEnum):
+    """When a check runs in the life of a revision."""
+
+    BEFORE_TRAFFIC = "BeforeTraffic"
+    EACH_STEP = "EachStep"
+    BEFORE_PROMOTION = "BeforePromotion"
+    AFTER_PROMOTION = "AfterPromotion"
+
+
+class CheckHeader(SpecModel):
+    """A request header: a literal value, or one read from a Secret at request time."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.value) != has(self.secretKeyRef)",
+                "a header has exactly one of value and secretKeyRef",
+            )
+        )
+    )
+
+    name: HeaderName = Field(description="Header name, lowercase (HTTP ignores case).")
+    value: Annotated[
+        str, StringConstraints(pattern=CHECK_HEADER_VALUE_PATTERN, max_length=4096)
+    ] | None = Field(None, description="The value, as written (not for secrets).")
+    secret_key_ref: SecretKeyReference | None = Field(
+        None, description="The value is this key of a Secret (tokens): never in status or logs."
+    )
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        if (self.value is None) == (self.secret_key_ref is None):
+            raise ValueError("a header has exactly one of value and secretKeyRef")
+        return self
+
+
+class JsonExpectation(SpecModel):
+    """The JSON value the answer's body holds at a path."""
+
+    path: Annotated[str, StringConstraints(pattern=JSON_PATH_PATTERN, max_length=256)] = Field(
+        description='A path into the body: body.items[0].price, body["odd key"].'
+    )
+    value: Annotated[Any, WithJsonSchema(_ANY_JSON)] = Field(
+        description="The JSON value expected there (a whole object or array compares whole; "
+        "numbers by value)."
+    )
+
+
+class HttpExpectation(SpecModel):
+    """What the answer must be to pass: every expectation given must hold."""
+
+    status_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="The statuses that pass; unset means any 2xx.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    body_contains: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        None, description="A text the body (as UTF-8) contains."
+    )
+    json_: list[JsonExpectation] = Field(
+        default_factory=list,
+        alias="json",
+        max_length=20,
+        description="Values the JSON body holds at paths.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"]},
+    )
+    max_latency: MaxLatency | None = Field(None, description="The answer took at most this long.")
+
+    @field_validator("status_codes")
+    @classmethod
+    def _codes_unique(cls, codes: list[int] | None) -> list[int] | None:
+        if codes is not None and len(codes) != len(set(codes)):
+            raise ValueError("statusCodes lists each code once")
+        return codes
+
+    @field_validator("json_")
+    @classmethod
+    def _paths_unique(cls, expected: list[JsonExpectation]) -> list[JsonExpectation]:
+        paths = [e.path for e in expected]
+        if len(paths) != len(set(paths)):
+            raise ValueError("json lists each path once")
+        return expected
+
+
+class HttpCheckSpec(SpecModel):
+    """One request to the new version's Service, and what its answer must be."""
+
+    method: Annotated[str, StringConstraints(pattern=HTTP_TOKEN_PATTERN, max_length=32)] = Field(
+        "GET", description="The request's method."
+    )
+    path: Annotated[str, StringConstraints(pattern=CHECK_PATH_PATTERN, max_length=2048)] = Field(
+        "/", description="The request's path and query."
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="The Service port asked; unset means the port traffic is routed to.",
+    )
+    headers: list[CheckHeader] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Request headers.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    body: Annotated[str, StringConstraints(max_length=65536)] = Field(
+        "", description="The request's body."
+    )
+    expect: HttpExpectation = Field(
+        default_factory=HttpExpectation,
+        description="What passes; unset means any 2xx.",
+        json_schema_extra={"default": {}},
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names_unique(cls, headers: list[CheckHeader]) -> list[CheckHeader]:
+        names = [h.name for h in headers]
+        if len(names) != len(set(names)):
+            raise ValueError("headers lists each name once")
+        return headers
+
+
+_JOB_POD_SPEC_SCHEMA: dict[str, Any] = {
+    **_POD_SPEC_SCHEMA,
+    "properties": {
+        **_POD_SPEC_SCHEMA["properties"],
+        "restartPolicy": {
+            "type": "string",
+            "enum": ["Never", "OnFailure"],
+            "description": "Never or OnFailure; unset means Never (a Job's pods end).",
+        },
+    },
+}
+
+
+class JobPodTemplate(PodTemplate):
+    """A pod template for a Job: its pods end, so restartPolicy is Never or OnFailure."""
+
+    spec: Annotated[dict[str, Any], WithJsonSchema(_JOB_POD_SPEC_SCHEMA)] = Field(
+        description="The pod spec (a Kubernetes PodSpec), at least one container."
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _pods_end(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        if spec.get("restartPolicy", "Never") not in ("Never", "OnFailure"):
+            raise ValueError("restartPolicy is Never or OnFailure (unset means Never)")
+        return spec
+
+
+class JobCheckSpec(SpecModel):
+    """A Job from this pod template (a suite in a container of yours): passes when the
+    Job succeeds."""
+
+    template: JobPodTemplate = Field(description="The pod template of the Job.")
+
+
+class AcceptanceCheck(SpecModel):
+    """A test the new version must pass at one moment of its rollout."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("has(self.http) != has(self.job)", "a check has exactly one of http and job")
+        )
+    )
+
+    name: Annotated[
+        str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=MAX_CHECK_NAME_LENGTH)
+    ] = Field(description="Name of the check (a DNS label), unique in the list.")
+    when: CheckHook = Field(
+        description="BeforeTraffic (before any traffic or mirror), EachStep (before each "
+        "canary step advances), BeforePromotion (before the switch), AfterPromotion (while "
+        "the old version is warm: a failure undoes the promotion)."
+    )
+    timeout: CheckTimeout = Field("30s", description="How long one attempt may take.")
+    retries: int = Field(
+        0,
+        ge=0,
+        le=MAX_CHECK_RETRIES,
+        description="Attempts allowed after a failed one, before the check fails.",
+    )
+    http: HttpCheckSpec | None = Field(None, description="Ask the new version over HTTP.")
+    job: JobCheckSpec | None = Field(None, description="Run a Job.")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Self:
+        if (self.http is None) == (self.job is None):
+            raise ValueError("a check has exactly one of http and job")
+        return self
+
+
 class ShadowRouteSpec(SpecModel):
     """The service and the version it should run; the operator never writes it."""
 
@@ -1497,6 +1706,20 @@ class ShadowRouteSpec(SpecModel):
     analysis: AnalysisSpec | None = Field(
         None, description="Prometheus checks; unset means readiness alone gates progress."
     )
+    checks: list[AcceptanceCheck] = Field(
+        default_factory=list,
+        max_length=MAX_CHECKS,
+        description="Acceptance checks the new version must pass (docs/checks.md).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @field_validator("checks")
+    @classmethod
+    def _check_names_unique(cls, checks: list[AcceptanceCheck]) -> list[AcceptanceCheck]:
+        names = [c.name for c in checks]
+        if len(names) != len(set(names)):
+            raise ValueError("check names must be unique")
+        return checks
 
     @model_validator(mode="after")
     def _traffic_fits_the_spec(self) -> Self:
@@ -1685,6 +1908,27 @@ class PendingNotification(StatusModel):
     at: Timestamp | None = Field(None, description="When it happened.")
 
 
+class CheckState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PASSED = "Passed"
+    FAILED = "Failed"
+
+
+class CheckStatus(StatusModel):
+    """One acceptance check's state for one revision (and canary step)."""
+
+    name: str = Field(description="Name of the check.")
+    hook: CheckHook = Field(description="When it runs.")
+    revision: str = Field(description="The revision it checks.")
+    state: CheckState = Field(description="Pending (a retry is due), Running, Passed or Failed.")
+    attempts: int = Field(0, ge=0, description="Attempts begun so far.")
+    step: int | None = Field(None, ge=0, description="The canary step (EachStep checks).")
+    started_at: Timestamp | None = Field(None, description="When the latest attempt began.")
+    finished_at: Timestamp | None = Field(None, description="When the latest attempt ended.")
+    message: str = Field("", max_length=4096, description="Why, for people.")
+
+
 class ShadowRouteStatus(StatusModel):
     """What the operator observed and decided; all progress lives here."""
 
@@ -1757,6 +2001,11 @@ class ShadowRouteStatus(StatusModel):
     )
     comparison: ComparisonStatus | None = Field(
         None, description="The shadow comparison of the revision on trial, when it compares."
+    )
+    checks: list[CheckStatus] = Field(
+        default_factory=list,
+        max_length=2 * MAX_CHECKS * (MAX_CANARY_STEPS + 1),
+        description="The acceptance checks of the revisions rolled out and serving.",
     )
     history: list[HistoryEntry] = Field(
         default_factory=list,

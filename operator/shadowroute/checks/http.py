@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..compare.differ import TRUNCATED, Leaf, flatten
-from .spec import HttpCheck
+from ..acceptance.spec import HttpCheck
 
 EXCERPT = 64
 """At most this many characters of the body (or of a value from it) in a message."""

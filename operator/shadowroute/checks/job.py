@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 from ..names import Owner, child_labels, child_metadata
-from .spec import Check, JobCheck
+from ..acceptance.spec import Check, JobCheck
 
 CHECK_ROLE = "check"
 """The role label of a check's Job and pods (to move into `names` once wired)."""
