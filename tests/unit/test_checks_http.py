@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from shadowroute.checks.http import EXCERPT, MAX_MESSAGE, Answer, NoAnswer, judge
 from shadowroute.acceptance.spec import (
     Check,
     Expect,
@@ -19,6 +18,7 @@ from shadowroute.acceptance.spec import (
     checks_for,
     duplicate_names,
 )
+from shadowroute.checks.http import EXCERPT, MAX_MESSAGE, Answer, NoAnswer, judge
 from shadowroute.compare.differ import flatten
 
 JSON = {"content-type": "application/json"}

@@ -7,6 +7,7 @@ import copy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from shadowroute.acceptance.spec import Check, Hook, HttpCheck, JobCheck
 from shadowroute.checks.job import (
     ATTEMPT_LABEL,
     CHECK_LABEL,
@@ -14,7 +15,6 @@ from shadowroute.checks.job import (
     job_name,
     render_job,
 )
-from shadowroute.acceptance.spec import Check, Hook, HttpCheck, JobCheck
 from shadowroute.names import NAME_LABEL, REVISION_LABEL, ROLE_LABEL, Owner
 
 OWNER = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "checkout", "shop", "uid-1")

@@ -1500,9 +1500,10 @@ class CheckHeader(SpecModel):
     )
 
     name: HeaderName = Field(description="Header name, lowercase (HTTP ignores case).")
-    value: Annotated[
-        str, StringConstraints(pattern=CHECK_HEADER_VALUE_PATTERN, max_length=4096)
-    ] | None = Field(None, description="The value, as written (not for secrets).")
+    value: (
+        Annotated[str, StringConstraints(pattern=CHECK_HEADER_VALUE_PATTERN, max_length=4096)]
+        | None
+    ) = Field(None, description="The value, as written (not for secrets).")
     secret_key_ref: SecretKeyReference | None = Field(
         None, description="The value is this key of a Secret (tokens): never in status or logs."
     )

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..compare.differ import TRUNCATED, Leaf, flatten
 from ..acceptance.spec import HttpCheck
+from ..compare.differ import TRUNCATED, Leaf, flatten
 
 EXCERPT = 64
 """At most this many characters of the body (or of a value from it) in a message."""

@@ -23,8 +23,8 @@ import hashlib
 import math
 from typing import Any
 
-from ..names import Owner, child_labels, child_metadata
 from ..acceptance.spec import Check, JobCheck
+from ..names import Owner, child_labels, child_metadata
 
 CHECK_ROLE = "check"
 """The role label of a check's Job and pods (to move into `names` once wired)."""
