@@ -28,7 +28,13 @@ fake), it:
   answers, per the probe's period and thresholds, with a Warning Event `Unhealthy`
   when a probe starts failing;
 - restarts a container that exits (restartPolicy Always / OnFailure, with backoff), or
-  ends the pod Succeeded / Failed (Never);
+  ends the pod Succeeded / Failed (Never); the exit is reported as state.terminated,
+  and as lastState.terminated once the container is restarting or restarted;
+- with terminationMessagePolicy FallbackToLogsOnError, gives a container that exits
+  non-zero a terminated.message as a kubelet does: the tail of the output of that run
+  of the container (its log file from where the run began), the last 80 lines and of
+  those at most the last 2048 bytes, decoded as UTF-8 with replacement; a container
+  that exits 0, or whose run printed nothing, gets no message;
 - stops the processes (SIGTERM, then SIGKILL) when the pod is being deleted or gone,
   and all of them when it stops itself.
 
@@ -38,7 +44,10 @@ files), no resource limits, no volumes, no exec probes or liveness probes, no
 configMapKeyRef / secretKeyRef env (such a container waits with
 CreateContainerConfigError), no envFrom, no init containers, no logs or exec through
 the API; readOnlyRootFilesystem, capabilities and allowPrivilegeEscalation are
-accepted and not enforced.
+accepted and not enforced. No termination message file: with terminationMessagePolicy
+File (the default) a kubelet reads the container's /dev/termination-log
+(terminationMessagePath), which needs the filesystem isolation there is not here, so
+such a container's terminated state has no message, whatever its exit code.
 """
 
 from __future__ import annotations
@@ -531,6 +540,47 @@ def check_ports(container: dict) -> None:
             )
 
 
+# --------------------------------------------------------------------------- termination message
+
+# A kubelet's limits on a termination message read from the container's log
+# (kubecontainer.MaxContainerTerminationMessageLogLines / ...LogLength, in kubernetes'
+# pkg/kubelet/container/runtime.go): the last 80 lines, and of those the last 2 KiB.
+MAX_MESSAGE_LOG_LINES = 80
+MAX_MESSAGE_LOG_BYTES = 2048
+
+
+def termination_message(log_bytes: bytes) -> str:
+    """The termination message a kubelet makes of a container's output for
+    terminationMessagePolicy FallbackToLogsOnError: its last MAX_MESSAGE_LOG_LINES
+    lines (a final line without a newline counts), of those the last
+    MAX_MESSAGE_LOG_BYTES bytes, decoded as UTF-8 with replacement (a cut through a
+    character becomes U+FFFD). Only the last MAX_MESSAGE_LOG_BYTES + 1 bytes of the
+    output matter (see read_termination_message)."""
+    body = log_bytes[:-1] if log_bytes.endswith(b"\n") else log_bytes
+    start = 0
+    pos = len(body)
+    for _ in range(MAX_MESSAGE_LOG_LINES):
+        pos = body.rfind(b"\n", 0, pos)
+        if pos < 0:
+            start = 0
+            break
+        start = pos + 1
+    return log_bytes[start:][-MAX_MESSAGE_LOG_BYTES:].decode("utf-8", errors="replace")
+
+
+def read_termination_message(path: Path, offset: int) -> str:
+    """termination_message() of what `path` holds from `offset` on (the output of one
+    run of the container), reading only the end that can matter; as a kubelet, a log it
+    cannot read gives a message that says so."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(offset, size - MAX_MESSAGE_LOG_BYTES - 1))
+            return termination_message(f.read())
+    except OSError as exc:
+        return f"Error on reading termination message from logs: {exc}"
+
+
 # --------------------------------------------------------------------------- one pod
 
 
@@ -552,7 +602,10 @@ class Container:
     next_start: float = 0.0
     waiting: tuple[str, str] | None = None  # (reason, message)
     terminated: dict | None = None
+    last_terminated: dict | None = None  # the run before a restart: lastState
     finished: bool = False  # exited and not to be restarted (restartPolicy)
+    log_path: Path | None = None
+    log_offset: int = 0  # where the current run's output begins in log_path
 
 
 class PodRunner(threading.Thread):
@@ -647,6 +700,7 @@ class PodRunner(threading.Thread):
         if c.user.uid is not None:
             as_user = {"user": c.user.uid, "group": c.user.gid, "extra_groups": list(c.user.groups)}
         with logfile.open("ab") as out:
+            c.log_path, c.log_offset = logfile, out.seek(0, os.SEEK_END)
             c.process = subprocess.Popen(
                 argv,
                 env=c.env,
@@ -674,12 +728,18 @@ class PodRunner(threading.Thread):
             "startedAt": c.started_at,
             "finishedAt": now_iso(),
         }
+        policy = c.spec.get("terminationMessagePolicy") or "File"
+        if policy == "FallbackToLogsOnError" and code != 0 and c.log_path is not None:
+            message = read_termination_message(c.log_path, c.log_offset)
+            if message:
+                c.terminated["message"] = message
         c.process = None
         c.ready = False
         restart = self.restart_policy == "Always" or (
             self.restart_policy == "OnFailure" and code != 0
         )
         if restart:
+            c.last_terminated = c.terminated
             c.restarts += 1
             c.next_start = now + min(30.0, 2.0 ** min(c.restarts, 5) / 2)
             c.waiting = ("CrashLoopBackOff", f"back-off restarting after exit {code}")
@@ -733,6 +793,7 @@ class PodRunner(threading.Thread):
                 "started": c.process is not None,
                 "restartCount": c.restarts,
                 "state": state,
+                "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
             }
             if c.process is not None:
                 entry["containerID"] = f"testkubelet://{c.process.pid}"
