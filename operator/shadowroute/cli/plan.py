@@ -5,27 +5,42 @@ The live object, its children and the manifest go through the very function a
 reconcile calls (`wanted`), then `diff.needs_write`, so the plan shows exactly what
 the next reconcile after `kubectl apply` would write (Prometheus aside: a plan never
 claims a check passed): a new
-revision or not, the stages it will go through, the events, and which children are
-created or changed (and how).
+revision or not, the stages it will go through, the acceptance checks it will run,
+the events, and which children are created or changed (and how).
+
+A header value of a check is never printed (it may be a token): a plan names the
+Secret and key it comes from, or says it is a literal, and a changed literal shows as
+`(literal)` in the spec changes too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.models import API_VERSION, KIND, CompareAgainst, ShadowRouteSpec, ShadowRouteStatus
+from ..api.models import (
+    API_VERSION,
+    KIND,
+    AcceptanceCheck,
+    CompareAgainst,
+    HttpExpectation,
+    ShadowRouteSpec,
+    ShadowRouteStatus,
+)
 from ..names import Owner
 from ..render import diff
+from ..render.workloads import route_port
 from ..rollout.machine import desired_revision
 from ..rollout.observe import AnalysisSignal, Health
 from ..wanted import Seen, wanted
 
 MAX_CHANGES_SHOWN = 8
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
+LITERAL = "(literal)"
 
 
 class PlanError(ValueError):
@@ -55,6 +70,7 @@ class Plan:
     events: list[tuple[str, str, str]]
     status_after: dict[str, Any]
     objects: list[ObjectChange]
+    checks: list[str] = field(default_factory=list)
 
     @property
     def new_revision(self) -> bool:
@@ -131,6 +147,51 @@ def stages(spec: ShadowRouteSpec, name: str) -> list[str]:
     return out
 
 
+def _retries(n: int) -> str:
+    return "no retries" if n == 0 else f"{n} retr{'y' if n == 1 else 'ies'}"
+
+
+def _expects(e: HttpExpectation) -> str:
+    codes = " or ".join(str(c) for c in sorted(e.status_codes)) if e.status_codes else "2xx"
+    parts = [codes]
+    if e.body_contains is not None:
+        parts.append(f"a body containing {_show(json.dumps(e.body_contains))}")
+    parts += [f"{j.path} = {_show(json.dumps(j.value))}" for j in e.json_]
+    if e.max_latency is not None:
+        parts.append(f"within {e.max_latency}")
+    return ", ".join(parts)
+
+
+def describe_check(check: AcceptanceCheck, port: int) -> str:
+    """One acceptance check in words; ``port`` is where an http check without one asks.
+    Header values are never shown: a Secret's name and key, or `(literal)`."""
+    budget = f"timeout {check.timeout}, {_retries(check.retries)}"
+    head = f"check {check.name}: {check.when}"
+    if check.http is not None:
+        h = check.http
+        what = f"http {h.method} {_show(h.path)} on port {h.port or port}"
+        headers = [
+            f"header {x.name} from Secret {x.secret_key_ref.name}/{x.secret_key_ref.key}"
+            if x.secret_key_ref is not None
+            else f"header {x.name} {LITERAL}"
+            for x in h.headers
+        ]
+        if headers:
+            what += " with " + ", ".join(headers)
+        if h.body:
+            what += f", a body of {len(h.body.encode())} bytes"
+        return f"{head} — {what} (expects {_expects(h.expect)}, {budget})"
+    assert check.job is not None
+    images = [str(c.get("image")) for c in check.job.template.spec.get("containers") or []]
+    return f"{head} — job (image{'s' if len(images) > 1 else ''} {', '.join(images)}, {budget})"
+
+
+def check_descriptions(spec: ShadowRouteSpec) -> list[str]:
+    """The acceptance checks a new revision must pass under this spec, in words, in
+    declared order."""
+    return [describe_check(c, route_port(spec)) for c in spec.checks]
+
+
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
@@ -153,6 +214,39 @@ def field_changes(old: dict[str, Any], new: dict[str, Any], prefix: str) -> list
         if a.get(path, _MISSING) != b.get(path, _MISSING):
             out.append(f"{path}: {_show(a.get(path, _MISSING))} -> {_show(b.get(path, _MISSING))}")
     return out
+
+
+@dataclass(frozen=True, repr=False)
+class _Literal:
+    """A check's literal header value: equal to another by value, shown as `(literal)`
+    however it is printed (alone, or inside a list or dict that is)."""
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return LITERAL
+
+    __str__ = __repr__
+
+
+def hide_header_values(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a spec (as written) whose checks' literal header values are `_Literal`:
+    the spec changes say one changed without saying what it is."""
+    spec_checks = spec.get("checks")
+    if not isinstance(spec_checks, list):
+        return spec
+    hidden = []
+    for check in spec_checks:
+        http = check.get("http") if isinstance(check, dict) else None
+        headers = http.get("headers") if isinstance(http, dict) else None
+        if isinstance(headers, list):
+            headers = [
+                {**h, "value": _Literal(h["value"])} if isinstance(h, dict) and "value" in h else h
+                for h in headers
+            ]
+            check = {**check, "http": {**http, "headers": headers}}
+        hidden.append(check)
+    return {**spec, "checks": hidden}
 
 
 def _desired_changes(desired: Any, live: Any, prefix: str) -> list[str]:
@@ -211,7 +305,11 @@ def make_plan(
     spec_changes: list[str] = []
     generation = 1
     if live is not None:
-        spec_changes = field_changes(_normal_spec(live.get("spec") or {}), spec.to_k8s(), "spec")
+        spec_changes = field_changes(
+            hide_header_values(_normal_spec(live.get("spec") or {})),
+            hide_header_values(spec.to_k8s()),
+            "spec",
+        )
         generation = int(meta.get("generation") or 1) + (1 if spec_changes else 0)
 
     annotations = {
@@ -285,6 +383,7 @@ def make_plan(
         events=[(e.type, e.reason, e.message) for e in decision.events],
         status_after=after.to_k8s(),
         objects=objects,
+        checks=check_descriptions(spec),
     )
 
 
@@ -309,6 +408,9 @@ def render(plan: Plan, dry_run: str | None = None) -> str:
             "the rollout will go through:"
         )
         lines += [f"  {i}. {s}" for i, s in enumerate(plan.stages, 1)]
+        if plan.checks:
+            lines.append("and run these acceptance checks:")
+            lines += [f"  {c}" for c in plan.checks]
     else:
         lines.append(f"revision {plan.revision}: not new")
     lines += [f"note: {n}" for n in plan.notes]

@@ -7,9 +7,16 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from ..api.models import parse_timestamp
+from ..api.models import CheckHook, parse_timestamp
 from ..names import ConditionType, Stage
 from ..stages import step_index
+
+MAX_MESSAGE_SHOWN = 100
+"""A check's message in the CHECKS table is cut to this many characters (the operator
+writes up to 512 of them: an answer's excerpt, a Job's log tail)."""
+HOOK_ORDER = {str(h): i for i, h in enumerate(CheckHook)}
+CHECK_STATES = ("Passed", "Failed", "Running", "Pending")
+NOT_RUN = "not run"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -192,6 +199,7 @@ def status_view(
             lines.append("no analysis run yet")
 
     lines += _comparison_lines(status.get("comparison"), now)
+    lines += _checks_lines(obj)
     lines += ["", "EVENTS"]
     recent = list(events)[-max_events:]
     if recent:
@@ -239,6 +247,86 @@ def _comparison_lines(c: dict[str, Any] | None, now: dt.datetime) -> list[str]:
         )
     if c.get("message"):
         lines.append(f"message    {c['message']}")
+    return lines
+
+
+def checks_revision(status: dict[str, Any]) -> tuple[str, str]:
+    """(revision, which) whose acceptance checks matter now: the one rolling out, else
+    the one just rolled back (while RolledBack), else the stable one."""
+    if status.get("canaryRevision"):
+        return status["canaryRevision"], "canary"
+    rolled_back = Stage.ROLLED_BACK in (status.get("phase"), status.get("stage"))
+    if rolled_back and status.get("rolledBackRevision"):
+        return status["rolledBackRevision"], "rolled back"
+    return status.get("stableRevision") or "", "stable"
+
+
+def _short(text: Any, limit: int = MAX_MESSAGE_SHOWN) -> str:
+    """One line (whitespace folded, as Events are) of at most ``limit`` characters."""
+    folded = " ".join(str(text or "").split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
+def _checks_lines(obj: dict[str, Any]) -> list[str]:
+    """The acceptance checks of the revision that matters (status.checks), and the
+    checks the spec declares that have no record for it (not run)."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    declared = [c for c in spec.get("checks") or [] if isinstance(c, dict)]
+    records = [r for r in status.get("checks") or [] if isinstance(r, dict)]
+    if not declared and not records:
+        return []
+    revision, which = checks_revision(status)
+    mine = [r for r in records if revision and r.get("revision") == revision]
+    order = {c.get("name"): i for i, c in enumerate(declared)}
+    by_name = {c.get("name"): c for c in declared}
+    last = len(HOOK_ORDER)
+
+    rows: list[tuple[tuple[Any, ...], list[Any]]] = []
+    for r in mine:
+        name, hook, step = r.get("name"), r.get("hook") or "-", r.get("step")
+        shown_hook = hook
+        if hook == CheckHook.EACH_STEP and isinstance(step, int):
+            shown_hook = f"{hook} step {step + 1}"  # people count steps from 1
+        attempt = f"attempt {r.get('attempts') or 0}"
+        if name in by_name:
+            attempt += f" of {1 + int(by_name[name].get('retries') or 0)}"
+        key = (
+            HOOK_ORDER.get(hook, last),
+            step if isinstance(step, int) else -1,
+            order.get(name, len(order)),
+            str(name),
+        )
+        rows.append(
+            (key, [name, shown_hook, r.get("state") or "-", attempt, _short(r.get("message"))])
+        )
+    recorded = {r.get("name") for r in mine}
+    for c in declared:
+        if c.get("name") in recorded:
+            continue
+        hook = c.get("when") or "-"
+        # an EachStep check not run yet comes after the steps that ran
+        key = (
+            HOOK_ORDER.get(hook, last),
+            float("inf") if hook == CheckHook.EACH_STEP else -1,
+            order[c.get("name")],
+            str(c.get("name")),
+        )
+        rows.append((key, [c.get("name"), hook, NOT_RUN, "", ""]))
+    rows.sort(key=lambda kr: kr[0])
+
+    states = [row[2] for _, row in rows]
+    counts = [f"{states.count(s)} {s.lower()}" for s in (*CHECK_STATES, NOT_RUN) if states.count(s)]
+    lines = [
+        "",
+        f"CHECKS     revision {revision or '-'} ({which})"
+        + (f": {', '.join(counts)}" if counts else ""),
+    ]
+    if rows:
+        lines.append(
+            table(["CHECK", "HOOK", "STATE", "ATTEMPTS", "MESSAGE"], [row for _, row in rows])
+        )
+    else:
+        lines.append("no check has run for this revision")
     return lines
 
 
