@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 import cluster  # noqa: E402
 from load import Load, Record  # noqa: E402
+from operator_process import check_proxy  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "app" / "deployment.yaml"
 NAME = "checkout"
@@ -153,6 +154,7 @@ class Demo:
             env={
                 "KUBECONFIG": self.kubeconfig,
                 "SHADOWROUTE_COMPARATOR_IMAGE": "shadowroute.local/shadowroute",
+                **check_proxy(),
             },
         )
 

@@ -12,9 +12,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cluster import free_port
+from cluster import free_port, load_state
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_proxy() -> dict[str, str]:
+    """The operator runs on the host, outside the pod network: its http checks go
+    through the local cluster's pod proxy, as they would go directly from a pod."""
+    proxy = (load_state() or {}).get("podProxy")
+    return {"SHADOWROUTE_CHECK_PROXY": proxy} if proxy else {}
 
 
 class OperatorProcess:
@@ -45,6 +52,7 @@ class OperatorProcess:
             "PYTHONUNBUFFERED": "1",
             # The test kubelet runs this image's entry points from this environment.
             "SHADOWROUTE_COMPARATOR_IMAGE": "shadowroute.local/shadowroute",
+            **check_proxy(),
             **self.env,
         }
         self.proc = subprocess.Popen(

@@ -96,6 +96,8 @@ LIVE_LABEL = "shadowroute.io/live"  # primary and canary pods: what the entry Se
 PRIMARY, CANARY, SHADOW = "primary", "canary", "shadow"
 ROLES = (PRIMARY, CANARY, SHADOW)
 BASELINE, COMPARATOR = "baseline", "comparator"
+CHECK_ROLE = "check"
+"""The role label of a job check's Jobs and pods: no Service selects it."""
 COMPARE_ROLES = (BASELINE, COMPARATOR)
 """The children of a shadow comparison: they exist only for a ShadowRoute whose shadow
 stage compares, and run pods only while it shadows."""

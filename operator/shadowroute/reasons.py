@@ -48,6 +48,12 @@ class Reason(StrEnum):
     STABLE_TEMPLATE_LOST = "StableTemplateLost"
     SHADOW_MISMATCH = "ShadowMismatch"
     SHADOW_TOO_SLOW = "ShadowTooSlow"
+    CHECK_FAILED = "CheckFailed"
+
+    # The acceptance checks (Events while they run).
+    CHECK_RUNNING = "CheckRunning"
+    CHECK_PASSED = "CheckPassed"
+    CHECK_RETRYING = "CheckRetrying"
 
     # The shadow comparison (status.comparison.reason).
     COMPARISON_PASSED = "ComparisonPassed"

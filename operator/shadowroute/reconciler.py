@@ -32,6 +32,7 @@ from .api.models import (
     parse_timestamp,
 )
 from .api_errors import api_reason
+from .checks.runner import CheckRunner
 from .kube.client import Gone, Kube
 from .names import Owner
 from .notify import Notifier, transitions
@@ -70,16 +71,19 @@ async def reconcile(
     prometheus: Client | None = None,
     secrets: Secrets | None = None,
     wake: Callable[[], None] | None = None,
+    checks: CheckRunner | None = None,
 ) -> Outcome:
-    """`notifier`, `prometheus` and `secrets` are the operator's (services.py); without
-    them (tools, tests) this reconcile makes its own. `wake` asks for another reconcile
-    of this route (a webhook delivery settled)."""
+    """`notifier`, `prometheus`, `secrets` and `checks` are the operator's (services.py);
+    without them (tools, tests) this reconcile makes its own. `wake` asks for another
+    reconcile of this route (a webhook delivery settled, an http check answered)."""
     body = await kube.get_shadowroute(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Outcome(None, 0)
+    secrets = secrets or Secrets()
     run = _Writes(
-        kube, body, notifier or Notifier(), wake, prometheus or Client(), secrets or Secrets()
-    )
+        kube, body, notifier or Notifier(), wake, prometheus or Client(), secrets,
+        checks or CheckRunner(secrets=secrets),
+    )  # fmt: skip
     try:
         return await _reconcile(run, now or dt.datetime.now(dt.UTC))
     except Gone:
@@ -96,6 +100,7 @@ class _Writes:
     wake: Callable[[], None] | None
     prometheus: Client
     secrets: Secrets
+    checks: CheckRunner
     count: int = 0
 
     @property
@@ -167,6 +172,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     comparison = await analysis.compare(
         spec, status, namespace, name, now, kube=kube, client=w.prometheus, secrets=w.secrets
     )
+    checked = await w.checks.observe(kube, spec, status, namespace, name)
     owner = Owner(API_VERSION, KIND, name, namespace, meta["uid"])
     seen = Seen(
         generation=int(meta.get("generation") or 0),
@@ -174,6 +180,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         deployments=list(live["Deployment"].values()),
         analysis=evaluation.signal,
         comparison=comparison.signal,
+        check_results=checked.results,
         comparator_image=comparator_image(),
     )
     read = status.model_copy(
@@ -181,7 +188,12 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     )
     want = wanted(spec, read, seen, owner, now)
     decision, desired_objs, obs = want.decision, want.objects, want.observation
-    requeue = _earliest(decision.requeue_after, evaluation.requeue_after, comparison.requeue_after)
+    requeue = _earliest(
+        decision.requeue_after,
+        evaluation.requeue_after,
+        comparison.requeue_after,
+        checked.poll_after,
+    )
 
     # Someone else's object where a child of ours would go: write nothing, say whose.
     conflicts = await _look_up(kube, meta["uid"], desired_objs, live, children)
@@ -209,6 +221,10 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
 
     final = intent.model_copy(deep=True)
     failure = await _apply(w, owner, spec, obs, status, desired_objs, live, route_kinds)
+    # The checks status now says are running begin (the record is written: a kill
+    # from here on finds it), once the children they ask are in place.
+    started = await w.checks.start(kube, owner, spec, intent, live["Service"], checked, now, w.wake)
+    requeue = _earliest(requeue, started)
     if failure is None:
         _clear_reported_failure(final, decision.status)
     else:

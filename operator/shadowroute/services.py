@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from .analysis.prometheus import Client
+from .checks.runner import CheckRunner
 from .http import Http
 from .kube.client import Kube
 from .notify import Notifier
@@ -39,12 +40,14 @@ class Services:
         http, secrets = Http(), Secrets()
         prometheus = Client(session=http.session)
         notifier = Notifier(session=http.session, secrets=secrets)
+        checks = CheckRunner(http=http, secrets=secrets)
 
         async def run(namespace: str, name: str) -> Outcome:
             # A webhook delivery that settles wakes its route, which drops it from status.
             return await reconcile(
                 kube, namespace, name, notifier=notifier, prometheus=prometheus,
                 secrets=secrets, wake=lambda: scheduler.trigger(namespace, name),
+                checks=checks,
             )  # fmt: skip
 
         scheduler = Scheduler(run)

@@ -18,7 +18,7 @@ from .render.comparison import DEFAULT_COMPARATOR_IMAGE, compare_spec, compariso
 from .render.workloads import deployments, services
 from .rollout import from_live
 from .rollout.machine import Decision, decide, desired_revision, template_dict
-from .rollout.observe import AnalysisSignal, Observation
+from .rollout.observe import AnalysisSignal, CheckResult, Observation
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Seen:
     """The analysis verdict for this reconcile; None when the spec has no analysis."""
     comparison: AnalysisSignal | None = None
     """The shadow comparison's verdict; None when the stage is not gated by one."""
+    check_results: tuple[CheckResult, ...] = ()
+    """Attempts of acceptance checks that ended (checks.runner observed them)."""
     comparator_image: str = DEFAULT_COMPARATOR_IMAGE
     """The image the comparator runs: the operator's (the shell reads it from
     SHADOWROUTE_COMPARATOR_IMAGE, render.comparison.comparator_image)."""
@@ -80,6 +82,7 @@ def wanted(
         gates=from_live.gates(seen.annotations),
         analysis=seen.analysis,
         comparison=seen.comparison,
+        check_results=seen.check_results,
         primary_template_known=(status.primary_revision or desired) in templates,
     )
     decision = decide(spec, status, obs, now)

@@ -32,7 +32,7 @@ from shadowroute.names import (
     Owner,
 )
 from shadowroute.rollout.machine import Decision, Event, desired_revision
-from shadowroute.rollout.observe import AnalysisSignal, Gates, Observation
+from shadowroute.rollout.observe import AnalysisSignal, CheckResult, Gates, Observation
 from shadowroute.wanted import Seen, wanted
 
 T0 = datetime(2026, 11, 25, 5, 0, 0, tzinfo=UTC)
@@ -109,6 +109,8 @@ class Sim:
     gates: Gates = field(default_factory=Gates)
     analysis: AnalysisSignal | None = None
     comparison: AnalysisSignal | None = None
+    check_results: tuple[CheckResult, ...] = ()
+    """Attempts that ended, told to the next reconcile only (as the runner does)."""
     broken: set[str] = field(default_factory=set)
     """Revisions whose pods never become ready."""
     flapping: set[str] = field(default_factory=set)
@@ -172,6 +174,7 @@ class Sim:
             deployments=[self.live(role, dep) for role, dep in self.deps.items()],
             analysis=self.analysis,
             comparison=self.comparison,
+            check_results=self.check_results,
             comparator_image="shadowroute:test",
         )
 
@@ -184,6 +187,7 @@ class Sim:
     def reconcile(self) -> Decision:
         """Observe, decide, apply: one pass of the operator at the current time."""
         want = wanted(self.spec, self.status, self.seen(), OWNER, self.now)
+        self.check_results = ()
         self.status = want.status
         self.events.extend(want.decision.events)
         self.decisions.append(want.decision)

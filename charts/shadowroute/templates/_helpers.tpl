@@ -87,12 +87,23 @@ has the table with the reason for each line). A verb not listed here is never us
   resources: ["virtualservices"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # END route kinds
+# Job checks (spec.checks[].job): a Job per attempt, created by server-side apply (create
+# and patch) and listed by label to see how it ended; never deleted (owner references
+# and ttlSecondsAfterFinished do). A failed Job's pods are listed for their termination
+# message (the last log lines); pods/log is never read.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Events on the ShadowRoutes (events.k8s.io/v1, created and never updated).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- if .Values.rbac.secrets }}
-# Prometheus credentials of the analysis (analysis.prometheus.secretRef).
+# Secrets the spec names: Prometheus credentials (analysis.prometheus.secretRef),
+# webhook URLs, and http checks' header values (checks[].http.headers[].secretKeyRef).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

@@ -25,19 +25,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from ..api.models import format_timestamp, parse_timestamp
+from ..api.models import CheckState, format_timestamp, parse_timestamp
 from .spec import Check, Hook
-
-
-class CheckState(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    PASSED = "Passed"
-    FAILED = "Failed"
-
 
 FINAL = frozenset({CheckState.PASSED, CheckState.FAILED})
 

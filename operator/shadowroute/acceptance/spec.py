@@ -21,9 +21,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
+
+from ..api.duration import parse_duration
+from ..api.models import AcceptanceCheck, CheckHook
 
 MAX_CHECK_NAME_LENGTH = 40
 """Short enough that ``<route>-check-<name>-…`` Jobs rarely need hash-shortening, and a
@@ -40,17 +42,8 @@ _PATH_SEGMENT = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[(\"(?:[^\"\\]|\\.)*\
 JSON_ROOT = "body"
 
 
-class Hook(StrEnum):
-    """When a check runs in the life of a revision."""
-
-    BEFORE_TRAFFIC = "BeforeTraffic"
-    """Before the new version gets any traffic or mirror: the only moment it is unseen."""
-    EACH_STEP = "EachStep"
-    """At every canary step, before it advances: so each step is recorded separately."""
-    BEFORE_PROMOTION = "BeforePromotion"
-    """Before promotion or the blue/green switch."""
-    AFTER_PROMOTION = "AfterPromotion"
-    """After promotion while the old version is warm: a failure can still undo it."""
+Hook = CheckHook
+"""When a check runs in the life of a revision (the resource's enum, one spelling)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +149,8 @@ class HttpCheck:
     method: str = "GET"
     path: str = "/"
     headers: Mapping[str, HeaderValue] = field(default_factory=dict)
+    port: int | None = None
+    """The Service port asked; None means the port traffic is routed to."""
     body: str = ""
     expect: Expect = field(default_factory=Expect)
 
@@ -247,3 +242,42 @@ def duplicate_names(checks: Sequence[Check]) -> tuple[str, ...]:
     so the list that will become the spec must have none (its CEL rule, later)."""
     counts = Counter(c.name for c in checks)
     return tuple(sorted(name for name, n in counts.items() if n > 1))
+
+
+def from_model(model: AcceptanceCheck) -> Check:
+    """The check a `spec.checks` entry declares, as the pure core reasons about it."""
+    action: HttpCheck | JobCheck
+    if model.http is not None:
+        h = model.http
+        headers: dict[str, HeaderValue] = {
+            x.name: (
+                x.value
+                if x.value is not None
+                else SecretValue(x.secret_key_ref.name, x.secret_key_ref.key)  # type: ignore[union-attr]
+            )
+            for x in h.headers
+        }
+        e = h.expect
+        expect = Expect(
+            status_codes=frozenset(e.status_codes) if e.status_codes else DEFAULT_STATUS_CODES,
+            body_contains=e.body_contains,
+            json={j.path: j.value for j in e.json_},
+            max_latency_seconds=parse_duration(e.max_latency) if e.max_latency else None,
+        )
+        action = HttpCheck(
+            method=h.method, path=h.path, headers=headers, port=h.port, body=h.body, expect=expect
+        )
+    else:
+        assert model.job is not None  # the model has exactly one of them
+        action = JobCheck(model.job.template.model_dump(mode="json", by_alias=True))
+    return Check(
+        model.name,
+        Hook(model.when),
+        action,
+        timeout_seconds=parse_duration(model.timeout),
+        retries=model.retries,
+    )
+
+
+def from_models(models: Iterable[AcceptanceCheck]) -> tuple[Check, ...]:
+    return tuple(from_model(m) for m in models)

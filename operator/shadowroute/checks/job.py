@@ -21,13 +21,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ..acceptance.spec import Check, JobCheck
-from ..names import Owner, child_labels, child_metadata
+from ..names import CHECK_ROLE, Owner, child_labels, child_metadata
 
-CHECK_ROLE = "check"
-"""The role label of a check's Job and pods (to move into `names` once wired)."""
 CHECK_LABEL = "shadowroute.io/check"
 ATTEMPT_LABEL = "shadowroute.io/check-attempt"
 STEP_LABEL = "shadowroute.io/check-step"
@@ -68,10 +67,18 @@ def job_labels(
 
 
 def render_job(
-    owner: Owner, check: Check, revision: str, attempt: int, step: int | None = None
+    owner: Owner,
+    check: Check,
+    revision: str,
+    attempt: int,
+    step: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The owned batch/v1 Job of attempt ``attempt`` (1-based) of a job check for
-    ``revision``; the check's template is copied, never changed."""
+    ``revision``; the check's template is copied, never changed, but for `env` added to
+    each container (a variable the container sets itself wins) and
+    ``terminationMessagePolicy: FallbackToLogsOnError`` where the container sets none,
+    so a failed suite's last log lines come back in its pod's status."""
     if not isinstance(check.action, JobCheck):
         raise ValueError(f"check {check.name} is not a job check")
     if not 1 <= attempt <= check.max_attempts:
@@ -81,7 +88,16 @@ def render_job(
     metadata = dict(template.get("metadata") or {})
     metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     template["metadata"] = metadata
-    template["spec"] = {**template["spec"], "restartPolicy": "Never"}
+    containers = []
+    for container in template["spec"]["containers"]:
+        container = dict(container)
+        own = {e.get("name") for e in container.get("env") or []}
+        extra = [{"name": k, "value": v} for k, v in (env or {}).items() if k not in own]
+        if extra:
+            container["env"] = [*(container.get("env") or []), *extra]
+        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
+        containers.append(container)
+    template["spec"] = {**template["spec"], "containers": containers, "restartPolicy": "Never"}
     name = job_name(owner.name, check.name, revision, attempt, step)
     return {
         "apiVersion": "batch/v1",

@@ -173,6 +173,10 @@ class Kube:
         )
         return dict(zip(kinds, lists, strict=True))
 
+    async def list_selected(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind found by a label selector (a Job's pods by job-name)."""
+        return await self._raw_list(collection_path(kind, namespace), selector)
+
     async def read_secret(self, namespace: str, name: str) -> Any:
         """A Secret (the analysis's credentials); ApiException as the server answered."""
         return await self._run(self.core.read_namespaced_secret, name, namespace)
@@ -331,6 +335,8 @@ class Gone(Exception):
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs/{name}",  # job checks
+    "Pod": "/api/v1/namespaces/{ns}/pods/{name}",  # a job check's pods: how it ended
     # The route kinds, as their providers declare them.
     **{kind: declared.path for kind, declared in ROUTE_RESOURCES.items()},
 }

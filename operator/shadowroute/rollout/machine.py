@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
+from ..acceptance import ledger
+from ..acceptance.spec import Check, Hook, checks_for, from_models
 from ..api.duration import parse_duration
 from ..api.models import (
+    CheckState,
+    CheckStatus,
     HistoryEntry,
     Outcome,
     ShadowRouteSpec,
@@ -79,6 +84,7 @@ class _Run:
     timers: list[datetime] = field(default_factory=list)
     fired: set[str] = field(default_factory=set)
     acked_before: dict[str, str] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
 
     @property
     def ts(self) -> str:
@@ -101,9 +107,11 @@ def decide(
 ) -> Decision:
     """The next status of a ShadowRoute, the events to emit and when to look again."""
     run = _Run(spec, obs, now, status.model_copy(deep=True), desired_revision(spec))
+    run.checks = from_models(spec.checks)
     s = run.s
     s.observed_generation = obs.generation
     _acknowledge_gates(run)
+    _record_check_results(run)
 
     # Each handler may move to another stage; let the next stage act in the same call
     # (a rollback must not wait for the next tick). Bounded: no cycle is longer.
@@ -185,6 +193,11 @@ def _start_rollout(run: _Run, why: str) -> None:
     s, strategy = run.s, run.spec.strategy
     run.fired.discard("retry")  # acted on: a rollback in this same call must not retry again
     s.canary_revision = run.desired
+    # A rollout checks afresh (a retry reruns the checks that failed, and all others);
+    # only the stable revision's records and none older are kept: status stays bounded.
+    _store_records(
+        run, [r for r in _check_records(run) if r.revision == s.stable_revision != run.desired]
+    )
     s.rollout_started_at = run.ts
     s.canary_weight = 0
     s.mirror_percent = 0
@@ -270,6 +283,121 @@ def _analysis_allows_advance(run: _Run) -> bool:
         return False
     ready = parse_time(run.s.stage_ready_at)
     return a.evidence_at is None or ready is None or a.evidence_at >= ready + timedelta(seconds=1)
+
+
+# --------------------------------------------------------------------------- checks
+
+CHECK_RETRY_DELAY_SECONDS = 5.0
+"""How long after a failed attempt the next one begins (at most the check's timeout)."""
+
+
+class _Gate(Enum):
+    PASSED = "passed"
+    HOLD = "hold"
+    FAILED = "failed"
+
+
+def _check_records(run: _Run) -> tuple[ledger.CheckRecord, ...]:
+    return tuple(ledger.from_status(c.to_k8s()) for c in run.s.checks)
+
+
+def _store_records(run: _Run, records: Any) -> None:
+    run.s.checks = [CheckStatus.model_validate(ledger.to_status(r)) for r in records]
+
+
+def _check_where(check: Check, step: int | None) -> str:
+    return f"check {check.name} ({check.hook}" + (
+        f", step {step + 1})" if step is not None else ")"
+    )
+
+
+def _record_check_results(run: _Run) -> None:
+    """The attempts the shell saw end go into status.checks; a result for an attempt
+    that is not the current one (stale, or its check left the spec) changes nothing."""
+    if not run.obs.check_results:
+        return
+    by_key = {(c.name, c.hook): c for c in run.checks}
+    records = _check_records(run)
+    for r in run.obs.check_results:
+        check = by_key.get((r.name, Hook(r.hook)))
+        if check is None or (check.hook is Hook.EACH_STEP) != (r.step is not None):
+            continue
+        before = records
+        records = ledger.record_result(
+            records, check, r.revision, r.attempt, r.passed, r.message, run.now, r.step
+        )
+        if records == before:
+            continue
+        where = _check_where(check, r.step)
+        if r.passed:
+            run.event(Reason.CHECK_PASSED, f"{where} passed for revision {r.revision}: {r.message}")
+        elif r.attempt < check.max_attempts:
+            run.event(
+                Reason.CHECK_RETRYING,
+                f"{where} attempt {r.attempt} of {check.max_attempts} failed for revision "
+                f"{r.revision}: {r.message}",
+                warning=True,
+            )
+    _store_records(run, records)
+
+
+def _checks_gate(
+    run: _Run, hook: Hook, revision: str, step: int | None = None
+) -> tuple[_Gate, str]:
+    """Whether the checks of `hook` passed for `revision` (and canary step); if not,
+    what they are doing. Begins the next attempt in status (the record is written
+    before the shell acts on it), and makes a timed-out last attempt's failure final."""
+    checks = checks_for(run.checks, hook)
+    if not checks:
+        return _Gate.PASSED, ""
+    step = step if hook is Hook.EACH_STEP else None
+    records = _check_records(run)
+    next_ = ledger.next_step(checks, revision, records, run.now, step)
+    if isinstance(next_, ledger.AllPassed):
+        return _Gate.PASSED, ""
+    where = _check_where(next_.check, step)
+    current = ledger.find(records, next_.check, revision, step)
+    if isinstance(next_, ledger.Failed):
+        if current is not None and current.state is CheckState.RUNNING:
+            _store_records(
+                run,
+                ledger.record_result(
+                    records, next_.check, revision, current.attempts, False, next_.message,
+                    run.now, step,
+                ),
+            )  # fmt: skip
+        return _Gate.FAILED, f"{where} failed: {next_.message}"
+    attempts = next_.check.max_attempts
+    if isinstance(next_, ledger.Wait):
+        run.wake_at(next_.until)
+        return _Gate.HOLD, f"{where} running: attempt {current.attempts} of {attempts}"
+    if current is not None and current.state is CheckState.PENDING and current.finished_at:
+        delay = min(CHECK_RETRY_DELAY_SECONDS, next_.check.timeout_seconds)
+        retry_at = current.finished_at + timedelta(seconds=delay)
+        if run.now < retry_at:
+            run.wake_at(retry_at)
+            return _Gate.HOLD, (
+                f"{where}: attempt {current.attempts} of {attempts} failed "
+                f"({current.message}); retrying"
+            )
+    _store_records(
+        run, ledger.record_start(records, next_.check, revision, next_.attempt, run.now, step)
+    )
+    run.wake_at(run.now + timedelta(seconds=next_.check.timeout_seconds))
+    if next_.attempt == 1:
+        run.event(Reason.CHECK_RUNNING, f"{where} of revision {revision} started")
+    return _Gate.HOLD, f"{where} running: attempt {next_.attempt} of {attempts}"
+
+
+def _checks_hold(run: _Run, hook: Hook, what: str, step: int | None = None) -> bool:
+    """True when the checks of `hook` keep the stage where it is: still running (the
+    message says which), or failed (rolled back, reason CheckFailed)."""
+    gate, why = _checks_gate(run, hook, run.desired, step)
+    if gate is _Gate.FAILED:
+        _rollback(run, Reason.CHECK_FAILED, why)
+    elif gate is _Gate.HOLD:
+        run.s.message = f"{what}: {why}"
+    return gate is not _Gate.PASSED
 
 
 # --------------------------------------------------------------------------- stages
@@ -439,6 +567,8 @@ def _shadowing(run: _Run) -> None:
     if run.paused:  # held: the mirror stays as it is, the stage's timer does not start
         s.message = "paused while shadowing"
         return
+    if _checks_hold(run, Hook.BEFORE_TRAFFIC, "before the mirror"):
+        return
     s.stage_ready_at = s.stage_ready_at or run.ts
     s.mirror_percent = shadow.mirror_percent
     done_at = parse_time(s.stage_ready_at) + timedelta(seconds=parse_duration(shadow.duration))
@@ -521,6 +651,8 @@ def _progressing(run: _Run) -> None:
     if run.paused:  # held: traffic stays as it is, the step's pause does not start
         s.message = f"paused at {what}"
         return
+    if _checks_hold(run, Hook.BEFORE_TRAFFIC, f"{what} before any traffic"):
+        return
     if not s.stage_ready_at:
         s.stage_ready_at = run.ts
         run.event(Reason.STEP_READY, f"{what}: revision {run.desired} ready, weight {weight}%")
@@ -535,8 +667,14 @@ def _progressing(run: _Run) -> None:
         s.waiting_for_promotion = True
         s.message = f"{what}: waiting for the resume gate (next stage) or promote gate (all)"
         return
-    if not _analysis_allows_advance(run):
+    held = not _analysis_allows_advance(run)
+    if held:
         s.message = f"{what}: waiting for the analysis to pass"
+    elif _checks_hold(run, Hook.EACH_STEP, what, s.current_step):
+        if s.stage == Stage.ROLLED_BACK:
+            return
+        held = True
+    if held:
         if waits_for_person and "resume" in run.fired:
             # Keep the resume for when the checks pass: leave its token unacknowledged.
             s.gates.resume = run.acked_before["resume"]
@@ -563,6 +701,8 @@ def _promoting(run: _Run) -> None:
     if run.paused:
         s.message = "paused before the switch to the new revision"
         return
+    if _checks_hold(run, Hook.BEFORE_PROMOTION, "before the switch"):
+        return
     previous = s.stable_revision
     s.canary_weight = 100
     s.previous_revision = previous
@@ -583,7 +723,14 @@ def _succeeded(run: _Run) -> None:
     s = run.s
     warm = s.primary_revision == s.previous_revision and bool(s.previous_revision)
     failed = _analysis(run) is not None and _analysis(run).health is Health.FAILED
-    if warm and (run.desired == s.previous_revision or "abort" in run.fired or failed):
+    newer_waits = run.desired != s.stable_revision
+    checks, checks_why = _Gate.PASSED, ""
+    if warm and not newer_waits:  # the old version is the way back while they run
+        checks, checks_why = _checks_gate(run, Hook.AFTER_PROMOTION, s.stable_revision)
+    checks_failed = checks is _Gate.FAILED
+    if warm and (
+        run.desired == s.previous_revision or "abort" in run.fired or failed or checks_failed
+    ):
         if run.desired == s.previous_revision:
             reason, message = (
                 Reason.TEMPLATE_REVERTED,
@@ -591,6 +738,8 @@ def _succeeded(run: _Run) -> None:
             )
         elif "abort" in run.fired:
             reason, message = Reason.ABORTED, "the abort gate was used in the warm period"
+        elif checks_failed:
+            reason, message = Reason.CHECK_FAILED, f"after promotion, {checks_why}"
         else:
             reason = _analysis(run).reason or Reason.ANALYSIS_FAILED
             message = _analysis(run).message or "analysis failed in the warm period"
@@ -614,12 +763,17 @@ def _succeeded(run: _Run) -> None:
     warm_until = (parse_time(s.promoted_at) or run.now) + timedelta(
         seconds=parse_duration(run.spec.keep_warm)
     )
-    newer_waits = run.desired != s.stable_revision
     if warm and run.now < warm_until and not newer_waits:
         run.wake_at(warm_until)
         s.message = (
             f"revision {s.stable_revision} serves; "
             f"{s.previous_revision} warm until {timestamp(warm_until)}"
+        )
+        return
+    if checks is _Gate.HOLD:
+        s.message = (
+            f"revision {s.stable_revision} serves; {s.previous_revision} kept warm until "
+            f"the checks pass: {checks_why}"
         )
         return
     a = _analysis(run)

@@ -59,6 +59,20 @@ class AnalysisSignal:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """A finished attempt of an acceptance check, as the shell saw it end (the answer
+    judged, or the Job done): the machine records it in status.checks."""
+
+    name: str
+    hook: str
+    revision: str
+    attempt: int
+    passed: bool
+    message: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     generation: int
     primary: Workload | None = None
@@ -71,6 +85,8 @@ class Observation:
     """None when the spec has no analysis: the checks are then the health gates alone."""
     comparison: AnalysisSignal | None = None
     """The shadow comparison's verdict; None when the stage is not gated by one."""
+    check_results: tuple[CheckResult, ...] = ()
+    """Attempts of acceptance checks that ended since status last recorded them."""
     primary_template_known: bool = True
     """False when the primary must keep running an older revision but its template
     could not be read from the live primary Deployment (someone deleted it)."""
