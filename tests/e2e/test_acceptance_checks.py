@@ -5,9 +5,12 @@ requests counted come through the real gateway."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .conftest import KubectlFn, OperatorProcess, get_json, wait_for
 from .real_traffic import app_route, app_template, hostname, load
@@ -223,3 +226,43 @@ def test_a_killed_operator_reruns_no_check_that_passed(
     assert got["slow"]["attempts"] == 1, got
     jobs = get_json(kubectl, "jobs", "-n", namespace, "-l", "shadowroute.io/check=slow")
     assert len(jobs["items"]) == 1, [j["metadata"]["name"] for j in jobs["items"]]
+
+
+def test_the_blue_green_example_switches_only_to_a_version_that_passed_its_checks(
+    kubectl: KubectlFn, namespace: str, operator: OperatorProcess
+) -> None:
+    """examples/checks.yaml as it is, and the steps its comment gives."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "checks.yaml"
+    kubectl("create", "secret", "generic", "shop-smoke", "-n", namespace,
+            "--from-literal=token=ci-smoke-token")  # fmt: skip
+    body = yaml.safe_load(example.read_text())
+    body["spec"]["traffic"]["gatewayAPI"]["hostnames"] = [hostname("shop", namespace)]
+    r = Route(kubectl, namespace, body)
+    r.apply()
+    r.wait("Stable", stable, 120)
+
+    def patch(ops: list[dict[str, Any]]) -> None:
+        kubectl("patch", "shadowroute", "shop", "-n", namespace, "--type", "json",
+                "-p", json.dumps(ops))  # fmt: skip
+
+    env = "/spec/template/spec/containers/0/env"
+    patch([
+        {"op": "replace", "path": f"{env}/0/value", "value": "v2"},
+        {"op": "add", "path": f"{env}/-", "value": {"name": "HEALTHZ_FAIL", "value": "1"}},
+    ])  # fmt: skip
+    s = r.wait("rolled back", lambda s: s.get("phase") == "RolledBack", 90)
+    assert s["rollbackReason"] == "CheckFailed" and "check smoke" in s["history"][0]["message"]
+    assert records(s, s["rolledBackRevision"])["smoke"]["attempts"] == 2
+    assert "ci-smoke-token" not in json.dumps(s)
+    patch([{"op": "remove", "path": f"{env}/2"}])  # healthy v2: every check passes
+    s = r.wait(
+        "promoted",
+        lambda s: stable(s) and s["history"][0]["outcome"] == "Promoted",
+        180,
+    )
+    got = records(s, s["stableRevision"])
+    assert {k: v["state"] for k, v in got.items()} == dict.fromkeys(
+        ("smoke", "price", "after"), "Passed"
+    ), got
+    report = load(hostname("shop", namespace), rate=20, requests=20).run()
+    assert report.versions == {"v2": 20}, report.to_text()

@@ -167,6 +167,10 @@ COMPARE = "spec.strategy.shadow.compare"
 GE = "greater than or equal to"
 LE = "less than or equal to"
 PATTERN = "should match"
+HTTP_CHECK = {"name": "smoke", "when": "BeforeTraffic", "http": {"path": "/healthz"}}
+POD = {"spec": {"containers": [{"name": "a", "image": "b"}]}}
+NEVER_ENDS = {"spec": {**POD["spec"], "restartPolicy": "Always"}}
+BOTH_VALUES = {"name": "authorization", "value": "x", "secretKeyRef": {"name": "s", "key": "k"}}
 EXACTLY_ONE = "exactly one of spec.strategy.canary and spec.strategy.blueGreen must be set"
 
 INVALID: list[Invalid] = [
@@ -434,6 +438,91 @@ INVALID: list[Invalid] = [
         "compare-name-too-long",
         put("metadata.name", "a" * 53),
         ("at most 52 characters with spec.strategy.shadow.compare",),
+    ),
+    Invalid(
+        "check-http-and-job",
+        put(
+            "spec.checks",
+            [
+                {
+                    **HTTP_CHECK,
+                    "job": {"template": {"spec": {"containers": [{"name": "a", "image": "b"}]}}},
+                }
+            ],
+        ),
+        ("spec.checks[0]", "a check has exactly one of http and job"),
+    ),
+    Invalid(
+        "check-neither-http-nor-job",
+        put("spec.checks", [{"name": "smoke", "when": "BeforeTraffic"}]),
+        ("spec.checks[0]", "a check has exactly one of http and job"),
+    ),
+    Invalid(
+        "check-header-value-and-secret",
+        put(
+            "spec.checks",
+            [
+                {
+                    **HTTP_CHECK,
+                    "http": {
+                        "headers": [
+                            {
+                                "name": "authorization",
+                                "value": "x",
+                                "secretKeyRef": {"name": "s", "key": "k"},
+                            }
+                        ]
+                    },
+                }
+            ],
+        ),
+        ("spec.checks[0].http.headers[0]", "exactly one of value and secretKeyRef"),
+    ),
+    Invalid(
+        "check-job-pods-never-end",
+        put(
+            "spec.checks",
+            [
+                {
+                    "name": "e2e",
+                    "when": "BeforePromotion",
+                    "job": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Always",
+                                "containers": [{"name": "a", "image": "b"}],
+                            }
+                        }
+                    },
+                }
+            ],
+        ),
+        ("spec.checks[0].job.template.spec.restartPolicy", "Unsupported value"),
+    ),
+    Invalid(
+        "check-names-twice",
+        put("spec.checks", [HTTP_CHECK, HTTP_CHECK]),
+        ("spec.checks[1]", "Duplicate value"),
+    ),
+    Invalid(
+        "check-unknown-hook",
+        put("spec.checks", [{**HTTP_CHECK, "when": "BeforeLunch"}]),
+        ("spec.checks[0].when", "Unsupported value"),
+    ),
+    Invalid(
+        "check-retries-above-ten",
+        put("spec.checks", [{**HTTP_CHECK, "retries": 11}]),
+        ("spec.checks[0].retries", f"{LE} 10"),
+    ),
+    Invalid(
+        "check-timeout-above-a-day",
+        put("spec.checks", [{**HTTP_CHECK, "timeout": "25h"}]),
+        ("spec.checks[0].timeout", "between 1s and 24h"),
+    ),
+    Invalid(
+        "check-path-without-slash",
+        put("spec.checks", [{**HTTP_CHECK, "http": {"path": "healthz"}}]),
+        ("spec.checks[0].http.path", PATTERN),
     ),
     # Strict field validation (kubectl's default) turns pruning into an error.
     Invalid("unknown-spec-field", put("spec.colour", "blue"), ('unknown field "spec.colour"',)),

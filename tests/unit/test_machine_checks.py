@@ -195,3 +195,18 @@ def test_a_spec_check_becomes_the_check_the_core_runs() -> None:
     assert h.headers == {"authorization": SecretValue("tok", "h"), "x-env": "ci"}
     assert h.expect.status_codes == {200, 201} and h.expect.body_contains == "ok"
     assert dict(h.expect.json) == {"body.price": 12} and h.expect.max_latency_seconds == 0.25
+
+
+def test_a_check_failure_is_notified_like_any_rollback() -> None:
+    from shadowroute.api.models import NotificationEvent
+    from shadowroute.notify import transitions
+
+    sim = sim_with([http("smoke", "BeforeTraffic")])
+    sim.set_image("web:2")
+    sim.run_until(lambda s: bool(s.status.checks))
+    before = sim.status.model_copy(deep=True)
+    answer(sim, "smoke", False, "GET '/healthz': status 503 is not 2xx")
+    sim.tick()
+    (notice,) = transitions(before, sim.status, "ns", "web", 60.0)
+    assert notice.kind is NotificationEvent.ROLLED_BACK and notice.reason == "CheckFailed"
+    assert "check smoke (BeforeTraffic) failed: GET '/healthz': status 503" in notice.message

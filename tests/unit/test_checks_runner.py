@@ -1,0 +1,137 @@
+"""checks.runner, the shell of the acceptance checks, against a small fake API: a Job
+check's Job is created once, after status says the attempt runs, and read back with
+its failed container's last lines; nothing is read at rest."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
+from shadowroute.checks.runner import CheckRunner, _job_ended
+from shadowroute.names import Owner
+
+from .sim import spec_dict
+
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+OWNER = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "shop", "ns", "uid-1")
+JOB = {
+    "name": "suite",
+    "when": "BeforeTraffic",
+    "timeout": "1m",
+    "job": {"template": {"spec": {"containers": [{"name": "suite", "image": "e2e:1"}]}}},
+}
+SERVICES = {"shop-canary": {"spec": {"clusterIP": "10.96.0.7"}}}
+
+
+class Kube:
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+
+    async def list_children(self, namespace: str, name: str, kinds: tuple[str, ...]):
+        self.calls.append("list jobs")
+        return {"Job": list(self.jobs.values())}
+
+    async def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
+        self.calls.append(f"apply {obj['metadata']['name']}")
+        self.jobs[obj["metadata"]["name"]] = obj
+        return obj
+
+    async def list_selected(self, kind: str, namespace: str, selector: str):
+        self.calls.append(f"list {kind} {selector}")
+        return self.pods
+
+
+def status(state: str = "Running", stage: str = "Progressing") -> ShadowRouteStatus:
+    return ShadowRouteStatus.model_validate(
+        {
+            "stage": stage,
+            "canaryRevision": "abcdef1234",
+            "checks": [
+                {
+                    "name": "suite",
+                    "hook": "BeforeTraffic",
+                    "revision": "abcdef1234",
+                    "state": state,
+                    "attempts": 1,
+                    "startedAt": "2026-12-01T12:00:00Z",
+                }
+            ],
+        }
+    )
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_job_is_created_once_with_the_target_and_read_back_with_its_last_lines() -> None:
+    spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
+    kube, runner = Kube(), CheckRunner()
+    seen = run(runner.observe(kube, spec, status(), "ns", "shop"))
+    assert seen.results == ()  # no Job yet: nothing ended
+    poll = run(runner.start(kube, OWNER, spec, status(), SERVICES, seen, NOW, None))
+    assert poll == 2.0
+    (job,) = kube.jobs.values()
+    assert job["metadata"]["name"] == "shop-check-suite-abcdef12-1"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SHADOWROUTE_TARGET_URL"] == "http://10.96.0.7:80"
+    assert env["SHADOWROUTE_TARGET_SERVICE"] == "shop-canary.ns.svc"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+    # Seen again while it runs: not created twice.
+    seen = run(runner.observe(kube, spec, status(), "ns", "shop"))
+    run(runner.start(kube, OWNER, spec, status(), SERVICES, seen, NOW, None))
+    assert [c for c in kube.calls if c.startswith("apply")] == ["apply shop-check-suite-abcdef12-1"]
+    job["status"] = {
+        "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+    }
+    kube.pods = [
+        {
+            "metadata": {"name": "p"},
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "suite",
+                        "state": {
+                            "terminated": {"exitCode": 1, "message": "a\nb\n\nFAILED total 13\n"}
+                        },
+                    }
+                ]
+            },
+        }
+    ]
+    seen = run(runner.observe(kube, spec, status(), "ns", "shop"))
+    (result,) = seen.results
+    assert not result.passed and result.attempt == 1
+    assert result.message == (
+        "Job shop-check-suite-abcdef12-1 failed (BackoffLimitExceeded); container suite "
+        "exited 1; last lines: a | b | FAILED total 13"
+    )
+
+
+def test_nothing_is_read_at_rest() -> None:
+    spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
+    kube, runner = Kube(), CheckRunner()
+    done = status("Passed")
+    seen = run(runner.observe(kube, spec, done, "ns", "shop"))
+    assert run(runner.start(kube, OWNER, spec, done, SERVICES, seen, NOW, None)) is None
+    assert kube.calls == []
+
+
+def test_a_job_ends_by_its_conditions() -> None:
+    assert _job_ended({"status": {}}) is None
+    assert _job_ended({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == (
+        True,
+        "succeeded",
+    )
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "m"}
+    assert _job_ended({"status": {"conditions": [failed]}}) == (
+        False,
+        "failed (DeadlineExceeded: m)",
+    )
+    assert _job_ended({"status": {"conditions": [{**failed, "status": "False"}]}}) is None
