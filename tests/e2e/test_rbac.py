@@ -110,8 +110,33 @@ def can_i(kubectl: KubectlFn, who: str, *what: str) -> bool:
     return res.stdout.strip() == "yes"
 
 
+SUITE = (
+    "import os, sys\n"
+    "print('suite of check', os.environ['SHADOWROUTE_CHECK'], flush=True)\n"
+    "sys.exit(int(os.environ.get('FAIL', '0')))\n"
+)
+
+
+def job_check(fail: bool = False) -> dict[str, Any]:
+    """A job check run as a real process: it passes, or exits 1 (FAIL)."""
+    container = {
+        "name": "suite",
+        "image": "shadowroute.local/shadowroute",
+        "command": ["python", "-c", SUITE],
+        "env": [{"name": "FAIL", "value": "1" if fail else "0"}],
+    }
+    return {
+        "name": "suite",
+        "when": "BeforePromotion",
+        "timeout": "60s",
+        "job": {"template": {"spec": {"containers": [container]}}},
+    }
+
+
 def drive_rollouts(kubectl: KubectlFn, namespace: str, name: str) -> Route:
-    """First apply, a promoted rollout, then a rollout aborted by the gate."""
+    """First apply, a promoted rollout (its job check passing), a rollout aborted by
+    the gate, then one rolled back by its failing job check (Jobs created and listed,
+    the failed pod's last lines read)."""
     r = Route(
         kubectl,
         namespace,
@@ -119,6 +144,7 @@ def drive_rollouts(kubectl: KubectlFn, namespace: str, name: str) -> Route:
             name,
             steps=[{"weight": 25, "pause": {"duration": "1s"}}, {"weight": 50}],
             keepWarm="1s",
+            checks=[job_check()],
         ),
     )
     r.apply()
@@ -135,6 +161,11 @@ def drive_rollouts(kubectl: KubectlFn, namespace: str, name: str) -> Route:
     r.gate("abort")
     r.wait("RolledBack", lambda s: s.get("phase") == "RolledBack" and s["canaryWeight"] == 0)
     wait_for(lambda: r.replicas("canary") == 0, 30, what="canary scaled down")
+    r.body["spec"]["strategy"]["canary"]["steps"][0]["pause"] = {"duration": "1s"}
+    r.body["spec"]["checks"] = [job_check(fail=True)]
+    r.set_image("registry.example/app:4")
+    s = r.wait("rolled back by the check", lambda s: s.get("rollbackReason") == "CheckFailed", 90)
+    assert "last lines: suite of check suite" in s["history"][0]["message"], s["history"][0]
     return r
 
 
@@ -228,7 +259,13 @@ def test_full_rollouts_under_the_namespaced_roles_of_the_chart(
     assert not can_i(kubectl, who, "list", "namespaces")
     assert not can_i(kubectl, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert not can_i(kubectl, who, "get", "secrets", "-n", "default")
-    assert not can_i(kubectl, who, "list", "pods", "-n", namespace)
+    # Job checks: Jobs created and listed, never deleted; their pods listed (the
+    # termination message), their logs never read.
+    assert can_i(kubectl, who, "create", "jobs.batch", "-n", namespace)
+    assert not can_i(kubectl, who, "delete", "jobs.batch", "-n", namespace)
+    assert can_i(kubectl, who, "list", "pods", "-n", namespace)
+    assert not can_i(kubectl, who, "get", "pods", "--subresource=log", "-n", namespace)
+    assert not can_i(kubectl, who, "get", "pods", "-n", namespace)
 
     args = operator_args(manifests)
     assert f"--namespace={namespace}" in args and "--no-cluster-scope" in args
