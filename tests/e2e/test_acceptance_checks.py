@@ -229,7 +229,7 @@ def test_a_killed_operator_reruns_no_check_that_passed(
 
 
 def test_the_blue_green_example_switches_only_to_a_version_that_passed_its_checks(
-    kubectl: KubectlFn, namespace: str, operator: OperatorProcess
+    kubectl: KubectlFn, namespace: str, operator: OperatorProcess, plugin
 ) -> None:
     """examples/checks.yaml as it is, and the steps its comment gives."""
     example = Path(__file__).resolve().parents[2] / "examples" / "checks.yaml"
@@ -254,6 +254,24 @@ def test_the_blue_green_example_switches_only_to_a_version_that_passed_its_check
     assert s["rollbackReason"] == "CheckFailed" and "check smoke" in s["history"][0]["message"]
     assert records(s, s["rolledBackRevision"])["smoke"]["attempts"] == 2
     assert "ci-smoke-token" not in json.dumps(s)
+    shown = plugin("status", "shop", "-n", namespace)
+    assert shown.returncode == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("smoke "))
+    assert "Failed" in line and "attempt 2 of 2" in line and "status 503" in line, shown.stdout
+    assert "ci-smoke-token" not in shown.stdout
+    # retry reruns the rolled-back revision's checks from the first attempt.
+    failed_at = records(s, s["rolledBackRevision"])["smoke"]["startedAt"]
+    assert plugin("retry", "shop", "-n", namespace).returncode == 0
+    again = r.wait(
+        "rolled back again after the retry",
+        lambda s: (
+            s.get("phase") == "RolledBack"
+            and records(s, s["rolledBackRevision"])["smoke"]["startedAt"] != failed_at
+        ),
+        90,
+    )
+    assert [h["reason"] for h in again["history"][:2]] == ["CheckFailed", "CheckFailed"]
+    assert records(again, again["rolledBackRevision"])["smoke"]["attempts"] == 2
     patch([{"op": "remove", "path": f"{env}/2"}])  # healthy v2: every check passes
     s = r.wait(
         "promoted",
