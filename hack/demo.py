@@ -19,12 +19,15 @@ apply to the end (hack/load.py: a bounded open-loop rate). Then it rolls out
    (ShadowMismatch, naming body.price) before any client gets an answer from it;
 4. a bad v4 that answers 20 % of its requests with a 500, shipped without the shadow
    stage: its canary's error rate fails the analysis and it is rolled back;
+5. a v5 whose /healthz answers 503, shipped with an acceptance check (GET /healthz,
+   before any traffic): the check fails twice and v5 is rolled back (CheckFailed)
+   before it got a single mirrored copy or client request;
 
 printing a timeline (stage, weight, mirror, the comparison's counts while shadowing,
 the analysis' verdict and values, the requests each version answered since the
 previous line as clients saw them by X-Version, and the mirrored copies the shadow
 answered, from its own counter in Prometheus) and a summary with the totals. It exits
-0 when the three rollouts ended as expected, and stops everything it started — the
+0 when the four rollouts ended as expected, and stops everything it started — the
 load, the operator, its namespace, and the cluster if it was not already up — unless
 --keep.
 """
@@ -345,6 +348,20 @@ class Demo:
         s = self.follow(lambda s: s.get("phase") == "RolledBack", "the rollback")
         bad_time = time.monotonic() - started
         rolled = s["history"][0]
+
+        say("\n== 5. a v5 whose /healthz answers 503 (ready by its port all the same), with an")
+        say("      acceptance check: it fails before the version gets any mirror or traffic")
+        unhealthy = with_version(good, "v5", HEALTHZ_FAIL="1")
+        (container,) = unhealthy["spec"]["template"]["spec"]["containers"]
+        container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 1}
+        unhealthy["spec"]["checks"] = [SMOKE_CHECK]
+        shadow_before = self.shadow_total
+        self.apply(unhealthy)
+        started = time.monotonic()
+        s = self.follow(lambda s: s.get("phase") == "RolledBack", "the check's rollback")
+        check_time = time.monotonic() - started
+        check_copies = self.shadow_total - shadow_before
+        checked = s["history"][0]
         # Until the clients have seen the stable version alone for a few seconds.
         self.follow_until_quiet("v4")
         report = self.load.stop()
@@ -354,6 +371,7 @@ class Demo:
         )["items"]
         warnings = [e for e in events if e.get("type") == "Warning"]
         served_v3 = [r for r in records if r.version == "v3"]
+        served_v5 = [r for r in records if r.version == "v5"]
 
         say("\n== summary")
         say(f"  promoted     {promoted['revision']} (v2) in {good_time:.0f}s:")
@@ -376,6 +394,12 @@ class Demo:
         )
         say(f"  rolled back  {rolled['revision']} (v4) in {bad_time:.0f}s ({rolled['reason']}):")
         say(f"               {rolled['message']}")
+        say(
+            f"  rolled back  {checked['revision']} (v5) in {check_time:.0f}s "
+            f"({checked['reason']}), before any traffic:"
+        )
+        say(f"               {checked['message']}")
+        say(f"               clients served by v5: {len(served_v5)}; mirrored: {check_copies}")
         say(f"  serving      {s['stableRevision']} (canary weight {s['canaryWeight']}%)")
         for e in warnings[-3:]:
             say(f"  event        {e['reason']}: {e.get('note', '')[:160]}")
@@ -422,6 +446,8 @@ class Demo:
         ok = ok and compared.get("verdict") == "Pass" and compared.get("mismatched") == 0
         ok = ok and mismatch["reason"] == "ShadowMismatch" and "body.price" in mismatch["message"]
         ok = ok and not served_v3  # caught while shadowing: no client got a v3 answer
+        ok = ok and checked["reason"] == "CheckFailed" and "check smoke" in checked["message"]
+        ok = ok and not served_v5 and check_copies == 0  # stopped before any request
         ok = ok and s["canaryWeight"] == 0 and s["stableRevision"] == promoted["revision"]
         ok = ok and report.versions.get("v2", 0) > 0 and len(v4) > 0 and shadow_copies > 0
         say("\n" + ("demo passed" if ok else "demo FAILED: see the timeline above"))
@@ -444,6 +470,17 @@ class Demo:
             time.sleep(POLL)
         s = self.status()
         say(f"  {time.monotonic() - self.t0:6.1f}s  {self.line(s)}  |  {self.traffic()}")
+
+
+SMOKE_CHECK = {
+    "name": "smoke",
+    "when": "BeforeTraffic",
+    "timeout": "5s",
+    "retries": 1,
+    "http": {"path": "/healthz"},
+}
+"""Step 5's acceptance check (docs/checks.md): GET /healthz on the new version's
+Service before it gets anything; any 2xx passes."""
 
 
 def with_version(body: dict[str, Any], version: str, **env: str) -> dict[str, Any]:

@@ -60,6 +60,9 @@ def test_the_demo_promotes_the_healthy_version_and_rolls_back_the_bad_one(
     assert re.search(r"rolled back +\w+ \(v4\) .*\(AnalysisFailed\)", summary), summary
     assert "error-rate =" in summary and "above max 0.05" in summary, summary
     assert "canary weight 0%" in summary
+    assert re.search(r"rolled back +\w+ \(v5\) .*\(CheckFailed\), before any traffic", summary)
+    assert "check smoke (BeforeTraffic) failed" in summary and "status 503" in summary, summary
+    assert "clients served by v5: 0; mirrored: 0" in summary, summary
 
     # Real requests reached every version, as the clients saw them (X-Version).
     for version in ("v1", "v2", "v4"):
