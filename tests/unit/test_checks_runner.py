@@ -135,3 +135,132 @@ def test_a_job_ends_by_its_conditions() -> None:
         "failed (DeadlineExceeded: m)",
     )
     assert _job_ended({"status": {"conditions": [{**failed, "status": "False"}]}}) is None
+
+
+# --------------------------------------------------------------------------- http, for real
+
+
+TOKEN = {"name": "t", "key": "token"}
+
+
+class SecretKube(Kube):
+    async def read_secret(self, namespace: str, name: str) -> Any:
+        import base64
+        from types import SimpleNamespace
+
+        return SimpleNamespace(data={"token": base64.b64encode(b"s3cret-token-value").decode()})
+
+
+def http_status(revision: str = "abcdef1234") -> ShadowRouteStatus:
+    return ShadowRouteStatus.model_validate(
+        {
+            "stage": "Progressing",
+            "canaryRevision": revision,
+            "checks": [
+                {
+                    "name": "smoke",
+                    "hook": "BeforeTraffic",
+                    "revision": revision,
+                    "state": "Running",
+                    "attempts": 1,
+                    "startedAt": "2026-12-01T12:00:00Z",
+                }
+            ],
+        }
+    )
+
+
+def test_an_http_check_is_sent_once_wakes_the_route_and_never_tells_its_secret() -> None:
+    from aiohttp import web
+
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        token = request.headers.get("Authorization", "")
+        return web.Response(status=401, text=f'{{"error": "rejected {token}"}}')
+
+    async def scenario() -> tuple[Any, list[str], Any]:
+        app = web.Application()
+        app.router.add_get("/healthz", echo)
+        server = web.AppRunner(app)
+        await server.setup()
+        site = web.TCPSite(server, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        check = {
+            "name": "smoke",
+            "when": "BeforeTraffic",
+            "timeout": "1h",
+            "http": {
+                "path": "/healthz",
+                "port": port,
+                "headers": [{"name": "authorization", "secretKeyRef": TOKEN}],
+                "expect": {"bodyContains": "healthy"},  # a failure then quotes the body
+            },
+        }
+        spec = ShadowRouteSpec.model_validate(spec_dict(checks=[check]))
+        kube, runner, woken = SecretKube(), CheckRunner(), []
+        services = {"shop-canary": {"spec": {"clusterIP": "127.0.0.1"}}}
+        now = dt.datetime.now(dt.UTC)
+        status = http_status()
+        status.checks[0].started_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            for _ in range(2):  # a second start while it is in flight sends nothing more
+                seen_ = await runner.observe(kube, spec, status, "ns", "shop")
+                await runner.start(kube, OWNER, spec, status, services, seen_, now,
+                                   lambda: woken.append("wake"))  # fmt: skip
+            for _ in range(200):
+                if woken:
+                    break
+                await asyncio.sleep(0.01)
+            observed = await runner.observe(kube, spec, status, "ns", "shop")
+        finally:
+            await runner.http.close()
+            await server.cleanup()
+        return observed, woken, kube
+
+    observed, woken, kube = run(scenario())
+    assert woken == ["wake"] and len(seen) == 1
+    assert seen[0]["Authorization"] == "s3cret-token-value"
+    (result,) = observed.results
+    assert not result.passed and "status 401 is not 2xx" in result.message
+    assert "s3cret" not in result.message and "[redacted]" in result.message, result.message
+    assert kube.calls == []  # an http check reads no API object (the Secret aside)
+
+
+def test_a_job_the_api_server_refuses_fails_the_attempt_with_its_answer() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    class Refusing(Kube):
+        async def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
+            raise ApiException(status=403, reason="Forbidden")
+
+    spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
+    kube, runner, woken = Refusing(), CheckRunner(), []
+    seen = run(runner.observe(kube, spec, status(), "ns", "shop"))
+    run(runner.start(kube, OWNER, spec, status(), SERVICES, seen, NOW, lambda: woken.append(1)))
+    (result,) = run(runner.observe(kube, spec, status(), "ns", "shop")).results
+    assert not result.passed and result.message.startswith("Job shop-check-suite-abcdef12-1 not")
+    assert woken == [1]
+
+
+def test_jobs_that_cannot_be_listed_leave_the_deadline_to_decide() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    class Blind(Kube):
+        async def list_children(self, namespace: str, name: str, kinds: tuple[str, ...]):
+            raise ApiException(status=403, reason="Forbidden")
+
+    spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
+    seen = run(CheckRunner().observe(Blind(), spec, status(), "ns", "shop"))
+    assert seen.results == () and seen.poll_after == 2.0
+
+
+def test_nothing_runs_for_a_revision_the_stage_does_not_check() -> None:
+    spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
+    kube = Kube()
+    for stale in (status(stage="RolledBack"), status(stage="Stable")):
+        seen = run(CheckRunner().observe(kube, spec, stale, "ns", "shop"))
+        assert run(CheckRunner().start(kube, OWNER, spec, stale, SERVICES, seen, NOW, None)) is None
+    assert kube.calls == []

@@ -210,3 +210,98 @@ def test_a_check_failure_is_notified_like_any_rollback() -> None:
     (notice,) = transitions(before, sim.status, "ns", "web", 60.0)
     assert notice.kind is NotificationEvent.ROLLED_BACK and notice.reason == "CheckFailed"
     assert "check smoke (BeforeTraffic) failed: GET '/healthz': status 503" in notice.message
+
+
+# --------------------------------------------------------------------------- from the review
+
+
+def test_a_failed_check_rolls_back_while_the_analysis_holds_the_step() -> None:
+    from shadowroute.rollout.observe import AnalysisSignal, Health
+
+    sim = sim_with([http("step", "EachStep")])
+    sim.set_image("web:2")
+    sim.run_until(lambda s: bool(s.status.checks))
+    sim.analysis = AnalysisSignal(Health.PENDING, "NoData", "no data yet")
+    answer(sim, "step", False, "GET '/healthz': status 500 is not 2xx", step=0)
+    sim.tick()
+    assert sim.status.stage == "RolledBack" and sim.status.rollback_reason == "CheckFailed"
+
+
+def test_a_failed_check_rolls_back_while_paused() -> None:
+    sim = sim_with([http("step", "EachStep")])
+    sim.set_image("web:2")
+    sim.run_until(lambda s: bool(s.status.checks))
+    sim.gate("pause")
+    sim.tick()
+    answer(sim, "step", False, step=0)
+    sim.tick()
+    assert sim.status.stage == "RolledBack" and sim.status.rollback_reason == "CheckFailed"
+
+
+def test_an_abort_in_the_warm_period_starts_no_new_attempt() -> None:
+    sim = sim_with([http("after", "AfterPromotion", retries=3)])
+    sim.set_image("web:2")
+    sim.run_until(lambda s: s.status.stage == "Succeeded")
+    answer(sim, "after", False)
+    sim.tick()
+    assert record(sim, "after")["state"] == "Pending"
+    sim.advance(10)  # the retry is due
+    sim.gate("abort")
+    sim.reconcile()
+    s = sim.status
+    assert s.stage == "RolledBack" and s.rollback_reason == "Aborted"
+    assert s.checks == []  # the unfinished attempt is dropped: the shell sends nothing
+
+
+def test_the_promote_gate_skips_steps_but_not_the_checks_before_promotion() -> None:
+    sim = sim_with([http("last", "BeforePromotion")])
+    sim.set_image("web:2")
+    sim.tick()
+    sim.gate("promote")
+    sim.run_until(lambda s: bool(s.status.checks))
+    assert sim.status.stage == "Promoting" and sim.status.canary_weight < 100
+    answer(sim, "last", True)
+    sim.run_until(lambda s: s.status.stage == "Succeeded")
+
+
+def test_each_step_runs_once_at_a_blue_green_preview() -> None:
+    sim = Sim(
+        spec_dict(blue_green={"previewDuration": "5s"}, checks=[http("step", "EachStep")])
+    ).stable()
+    sim.set_image("web:2")
+    sim.run_until(lambda s: bool(s.status.checks))
+    assert record(sim, "step", 0)["state"] == "Running" and sim.status.canary_weight == 0
+    answer(sim, "step", True, step=0)
+    sim.run_until(lambda s: s.status.stage == "Succeeded")
+
+
+def test_before_traffic_runs_before_the_mirror_of_a_shadow_stage() -> None:
+    sim = Sim(
+        spec_dict(
+            shadow={"duration": "5s", "mirrorPercent": 100},
+            checks=[http("smoke", "BeforeTraffic")],
+        )
+    ).stable()
+    sim.set_image("web:2")
+    sim.run_until(lambda s: bool(s.status.checks))
+    assert sim.status.stage == "Shadowing" and sim.status.mirror_percent == 0
+    answer(sim, "smoke", True)
+    sim.tick()
+    assert sim.status.mirror_percent == 100
+    sim.run_until(lambda s: s.status.stage == "Progressing")
+    assert len(sim.status.checks) == 1  # passed once for the revision: not again
+
+
+def test_two_spellings_of_one_json_path_are_refused_by_the_models() -> None:
+    import pytest
+    from pydantic import ValidationError
+    from shadowroute.api import ShadowRouteSpec
+
+    check = http("smoke", "BeforeTraffic")
+    check["http"]["expect"] = {"json": [{"path": "body.a", "value": 1},
+                                        {"path": 'body["a"]', "value": 1}]}  # fmt: skip
+    with pytest.raises(ValidationError, match="json lists each path once"):
+        ShadowRouteSpec.model_validate(spec_dict(checks=[check]))
+    check["http"]["expect"] = {"json": [{"path": 'body["\\q"]', "value": 1}]}
+    with pytest.raises(ValidationError):
+        ShadowRouteSpec.model_validate(spec_dict(checks=[check]))

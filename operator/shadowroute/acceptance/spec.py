@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..api.duration import parse_duration
+from ..api.jsonpath import canonical_json_path
 from ..api.models import AcceptanceCheck, CheckHook
 
 MAX_CHECK_NAME_LENGTH = 40
@@ -37,9 +38,6 @@ DEFAULT_STATUS_CODES: frozenset[int] = frozenset(range(200, 300))
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods, header names
-_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # compare.differ writes these keys as ``.key``
-_PATH_SEGMENT = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[(\"(?:[^\"\\]|\\.)*\")\]")
-JSON_ROOT = "body"
 
 
 Hook = CheckHook
@@ -64,36 +62,6 @@ class SecretValue:
 
 
 HeaderValue = str | SecretValue
-
-
-def canonical_json_path(path: str) -> str:
-    """A JSON path in compare.differ's spelling (``body.items[0].price``), or ValueError.
-
-    Differ writes a key made of ``A-Z a-z 0-9 _ -`` as ``.key`` and any other key as
-    ``["key"]``; a user may write ``body["price"]``, which names the same field, so it
-    is normalised here: a lookup by exact path then finds it.
-    """
-    if not path.startswith(JSON_ROOT):
-        raise ValueError(f"a JSON path starts with {JSON_ROOT!r}: {path!r}")
-    out = [JSON_ROOT]
-    at = len(JSON_ROOT)
-    while at < len(path):
-        m = _PATH_SEGMENT.match(path, at)
-        if m is None:
-            raise ValueError(
-                f"not a JSON path at character {at}: {path!r} "
-                '(segments are .key, [index] or ["any key"])'
-            )
-        simple, index, quoted = m.groups()
-        if simple is not None:
-            out.append(f".{simple}")
-        elif index is not None:
-            out.append(f"[{int(index)}]")
-        else:
-            key = json.loads(quoted)
-            out.append(f".{key}" if _SIMPLE_KEY.fullmatch(key) else f"[{json.dumps(key)}]")
-        at = m.end()
-    return "".join(out)
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -38,6 +38,7 @@ from pydantic.alias_generators import to_camel
 
 from ..names import COMPARE_ROLES, ROLES, Phase, Stage
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
+from .jsonpath import JSON_PATH_PATTERN, canonical_json_path
 from .rules import Has, Is, Lacks, Rule, enforce, validations
 
 GROUP = "shadowroute.io"
@@ -1472,7 +1473,6 @@ MAX_CHECK_RETRIES = 10
 CHECK_HEADER_VALUE_PATTERN = r"^[^\r\n]*$"
 CHECK_PATH_PATTERN = r"^/[^\s]*$"
 HTTP_TOKEN_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-JSON_PATH_PATTERN = r'^body((\.[A-Za-z0-9_-]+)|(\[[0-9]+\])|(\["([^"\\]|\\.)*"\]))*$'
 CheckTimeout = BoundedDuration("1s", "24h")
 MaxLatency = BoundedDuration("1ms", "5m")
 _ANY_JSON: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
@@ -1515,12 +1515,19 @@ class CheckHeader(SpecModel):
         return self
 
 
+def _usable_json_path(path: str) -> str:
+    canonical_json_path(path)  # ValueError: a path the checks could not read
+    return path
+
+
 class JsonExpectation(SpecModel):
     """The JSON value the answer's body holds at a path."""
 
-    path: Annotated[str, StringConstraints(pattern=JSON_PATH_PATTERN, max_length=256)] = Field(
-        description='A path into the body: body.items[0].price, body["odd key"].'
-    )
+    path: Annotated[
+        str,
+        StringConstraints(pattern=JSON_PATH_PATTERN, max_length=256),
+        AfterValidator(_usable_json_path),
+    ] = Field(description='A path into the body: body.items[0].price, body["odd key"].')
     value: Annotated[Any, WithJsonSchema(_ANY_JSON)] = Field(
         description="The JSON value expected there (a whole object or array compares whole; "
         "numbers by value)."
@@ -1559,9 +1566,10 @@ class HttpExpectation(SpecModel):
     @field_validator("json_")
     @classmethod
     def _paths_unique(cls, expected: list[JsonExpectation]) -> list[JsonExpectation]:
-        paths = [e.path for e in expected]
+        # body["a"] and body.a name one field: unique as the check reads them.
+        paths = [canonical_json_path(e.path) for e in expected]
         if len(paths) != len(set(paths)):
-            raise ValueError("json lists each path once")
+            raise ValueError('json lists each path once (body["a"] and body.a are one path)')
         return expected
 
 
@@ -1610,15 +1618,17 @@ _JOB_POD_SPEC_SCHEMA: dict[str, Any] = {
         **_POD_SPEC_SCHEMA["properties"],
         "restartPolicy": {
             "type": "string",
-            "enum": ["Never", "OnFailure"],
-            "description": "Never or OnFailure; unset means Never (a Job's pods end).",
+            "enum": ["Never"],
+            "description": "Never (or unset): a failed attempt is the check's to retry, and "
+            "its pod's last lines stay readable.",
         },
     },
 }
 
 
 class JobPodTemplate(PodTemplate):
-    """A pod template for a Job: its pods end, so restartPolicy is Never or OnFailure."""
+    """A pod template for a check's Job: its pods end and are not restarted in place
+    (restartPolicy Never): the check's retries are the only ones."""
 
     spec: Annotated[dict[str, Any], WithJsonSchema(_JOB_POD_SPEC_SCHEMA)] = Field(
         description="The pod spec (a Kubernetes PodSpec), at least one container."
@@ -1627,8 +1637,8 @@ class JobPodTemplate(PodTemplate):
     @field_validator("spec")
     @classmethod
     def _pods_end(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        if spec.get("restartPolicy", "Never") not in ("Never", "OnFailure"):
-            raise ValueError("restartPolicy is Never or OnFailure (unset means Never)")
+        if spec.get("restartPolicy", "Never") != "Never":
+            raise ValueError("restartPolicy is Never (or unset): retries are the check's")
         return spec
 
 

@@ -106,7 +106,11 @@ def render_job(
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": max(1, math.ceil(check.timeout_seconds)),
-            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_SECONDS,
+            # Finished within the attempt's time, it outlives the attempt's deadline: a
+            # restarted operator still finds it, never runs a passed attempt again.
+            "ttlSecondsAfterFinished": max(
+                TTL_AFTER_FINISHED_SECONDS, math.ceil(check.timeout_seconds) + 600
+            ),
             "template": template,
         },
     }

@@ -25,15 +25,17 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import aiohttp
+from kubernetes.client.exceptions import ApiException
 
 from ..acceptance import ledger
 from ..acceptance.spec import Check, HttpCheck, JobCheck, SecretValue, from_models
 from ..api.models import CheckState, ShadowRouteSpec, ShadowRouteStatus
+from ..api_errors import api_reason
 from ..http import Http
 from ..names import CANARY, SHADOW, Owner, Stage, child_name
 from ..rollout.observe import CheckResult
@@ -98,14 +100,28 @@ class Observed:
     """Look again after this many seconds (a Job is running); None when not needed."""
 
 
+def checked_revision(status: ShadowRouteStatus) -> str:
+    """The revision whose checks the current stage runs ("" when none does): the one
+    rolled out, or after promotion (AfterPromotion) the new stable one."""
+    if status.stage == Stage.SUCCEEDED:
+        return status.stable_revision
+    if status.stage in (Stage.SHADOWING, Stage.PROGRESSING, Stage.PROMOTING):
+        return status.canary_revision
+    return ""
+
+
 def _running(
     spec: ShadowRouteSpec, status: ShadowRouteStatus
 ) -> list[tuple[Check, ledger.CheckRecord]]:
-    """The records status says are running, with their checks (still in the spec)."""
+    """The records status says are running for the revision the stage checks, with
+    their checks (still in the spec): what the shell carries out, and nothing else."""
+    revision = checked_revision(status)
+    if not revision:
+        return []
     checks = {(c.name, c.hook): c for c in from_models(spec.checks)}
     out = []
     for c in status.checks:
-        if c.state is not CheckState.RUNNING:
+        if c.state is not CheckState.RUNNING or c.revision != revision:
             continue
         record = ledger.from_status(c.to_k8s())
         check = checks.get((record.name, record.hook))
@@ -127,6 +143,8 @@ class CheckRunner:
     secrets: Secrets = field(default_factory=Secrets)
     proxy: str | None = field(default_factory=lambda: os.environ.get(PROXY_ENV) or None)
     _tasks: dict[Key, asyncio.Task[CheckResult]] = field(default_factory=dict)
+    _ended: dict[Key, CheckResult] = field(default_factory=dict)
+    """Attempts that ended without a request or a Job (the Job was refused)."""
 
     # ------------------------------------------------------------------ before deciding
 
@@ -136,22 +154,28 @@ class CheckRunner:
     ) -> Observed:  # fmt: skip
         """The attempts that ended since status recorded them."""
         running = _running(spec, status)
+        self._forget(namespace, name, {_key(namespace, name, r) for _, r in running})
         if not running:
             return Observed()
         results: list[CheckResult] = []
         jobs = None
         poll = None
         if any(isinstance(c.action, JobCheck) for c, _ in running):
-            listed = await kube.list_children(namespace, name, ("Job",))
-            jobs = {j["metadata"]["name"]: j for j in listed["Job"]}
+            jobs = await self._list_jobs(kube, namespace, name)
         for check, record in running:
+            key = _key(namespace, name, record)
+            if key in self._ended:
+                results.append(self._ended.pop(key))
+                continue
             if isinstance(check.action, HttpCheck):
-                task = self._tasks.get(_key(namespace, name, record))
+                task = self._tasks.get(key)
                 if task is not None and task.done():
-                    del self._tasks[_key(namespace, name, record)]
+                    del self._tasks[key]
                     results.append(task.result())
                 continue
-            assert jobs is not None
+            if jobs is None:  # not listed (the API server said no): the deadline decides
+                poll = JOB_POLL_SECONDS
+                continue
             job = jobs.get(job_name(name, check.name, record.revision, record.attempts,
                                     record.step))  # fmt: skip
             ended = _job_ended(job) if job is not None else None
@@ -163,6 +187,30 @@ class CheckRunner:
                 why += await _last_lines(kube, namespace, job)
             results.append(_result(record, passed, f"Job {job['metadata']['name']} {why}"))
         return Observed(tuple(results), jobs, poll)
+
+    def _forget(self, namespace: str, name: str, keep: set[Key]) -> None:
+        """Drop (and stop) what this route no longer waits for: attempts timed out,
+        records gone with a rollout that ended."""
+        for key in [k for k in (*self._tasks, *self._ended) if k[:2] == (namespace, name)]:
+            if key in keep:
+                continue
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+            self._ended.pop(key, None)
+
+    async def _list_jobs(
+        self, kube: Any, namespace: str, name: str
+    ) -> dict[str, dict[str, Any]] | None:
+        """Our check Jobs by name; None when they cannot be listed (logged once a look:
+        the attempt then times out, with the reason in the log)."""
+        try:
+            listed = await kube.list_children(namespace, name, ("Job",))
+        except ApiException as exc:
+            reason, message = api_reason(exc)
+            log.warning("%s/%s: cannot list check Jobs: %s: %s", namespace, name, reason, message)
+            return None
+        return {j["metadata"]["name"]: j for j in listed["Job"]}
 
     # ------------------------------------------------------------------ after the status write
 
@@ -201,12 +249,12 @@ class CheckRunner:
                     )
                 continue
             jname = job_name(name, check.name, record.revision, record.attempts, record.step)
+            key = _key(namespace, name, record)
+            poll = JOB_POLL_SECONDS
             known = observed.jobs
             if known is None:
-                listed = await kube.list_children(namespace, name, ("Job",))
-                known = observed.jobs = {j["metadata"]["name"]: j for j in listed["Job"]}
-            poll = JOB_POLL_SECONDS
-            if jname in known:
+                known = observed.jobs = await self._list_jobs(kube, namespace, name)
+            if known is None or jname in known or key in self._ended:
                 continue
             env = {
                 **target.env(),
@@ -217,7 +265,15 @@ class CheckRunner:
             job = render_job(owner, check, record.revision, record.attempts, record.step, env)
             # activeDeadlineSeconds counts from now: what is left of the attempt's time.
             job["spec"]["activeDeadlineSeconds"] = max(1, int(left))
-            await kube.apply(job, force=False)
+            try:
+                await kube.apply(job, force=False)
+            except ApiException as exc:  # refused (admission, quota, a bad pod spec):
+                reason, message = api_reason(exc)  # the attempt failed, and says why
+                why = f"Job {jname} not created: {reason}: {message}"
+                self._ended[key] = _result(record, False, why[:1024])
+                if wake is not None:
+                    wake()
+                continue
             known[jname] = job
             log.info("%s/%s: check %s attempt %d: Job %s created", namespace, name, check.name,
                      record.attempts, jname)  # fmt: skip
@@ -244,6 +300,11 @@ class CheckRunner:
             url = target.url(action.port, action.path)
             answer = await self._request(action, url, headers, seconds)
             outcome = judge(action, answer)
+            if not outcome.passed and isinstance(answer, Answer):
+                # The message may quote the body, which may echo a credential: judged
+                # on the answer as it came, told from the answer with it redacted.
+                body = self.secrets.redact(answer.body.decode("utf-8", errors="replace"))
+                outcome = judge(action, replace(answer, body=body.encode()))
             return _result(record, outcome.passed, self.secrets.redact(outcome.message))
         except Exception as exc:  # a bug of ours fails the attempt, once, not the reconcile
             log.exception("check %s attempt %d", check.name, record.attempts)

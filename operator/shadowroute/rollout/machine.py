@@ -196,7 +196,12 @@ def _start_rollout(run: _Run, why: str) -> None:
     # A rollout checks afresh (a retry reruns the checks that failed, and all others);
     # only the stable revision's records and none older are kept: status stays bounded.
     _store_records(
-        run, [r for r in _check_records(run) if r.revision == s.stable_revision != run.desired]
+        run,
+        [
+            r
+            for r in _check_records(run)
+            if r.revision == s.stable_revision != run.desired and r.state in ledger.FINAL
+        ],
     )
     s.rollout_started_at = run.ts
     s.canary_weight = 0
@@ -215,6 +220,7 @@ def _start_rollout(run: _Run, why: str) -> None:
 
 def _rollback(run: _Run, reason: str, message: str) -> None:
     s = run.s
+    _drop_unfinished(run)
     revision = s.canary_revision or run.desired
     s.canary_weight = 0
     s.mirror_percent = 0
@@ -234,6 +240,7 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
 
 def _to_stable(run: _Run, message: str) -> None:
     s = run.s
+    _drop_unfinished(run)
     s.canary_revision = ""
     s.canary_weight = 0
     s.mirror_percent = 0
@@ -358,7 +365,8 @@ def _checks_gate(
     where = _check_where(next_.check, step)
     current = ledger.find(records, next_.check, revision, step)
     if isinstance(next_, ledger.Failed):
-        if current is not None and current.state is CheckState.RUNNING:
+        if current is not None and current.state not in ledger.FINAL:  # timed out, or
+            # the budget was lowered: the failure is final in status as it is here
             _store_records(
                 run,
                 ledger.record_result(
@@ -386,7 +394,50 @@ def _checks_gate(
     run.wake_at(run.now + timedelta(seconds=next_.check.timeout_seconds))
     if next_.attempt == 1:
         run.event(Reason.CHECK_RUNNING, f"{where} of revision {revision} started")
+    elif current is not None and current.state is CheckState.RUNNING:  # it timed out
+        run.event(
+            Reason.CHECK_RETRYING,
+            f"{where} attempt {current.attempts} of {attempts} for revision {revision}: "
+            f"{ledger.timed_out_message(next_.check, current.attempts)}",
+            warning=True,
+        )
+    if hook is Hook.BEFORE_TRAFFIC and not run.s.stage_ready_at:
+        # The progress deadline is for the pods, not the checks: it counts afresh from
+        # each attempt, so a long check and a readiness blip after it do not add up.
+        run.s.stage_started_at = run.ts
     return _Gate.HOLD, f"{where} running: attempt {next_.attempt} of {attempts}"
+
+
+def _failed_check(run: _Run) -> str:
+    """Why a check of the revision being rolled out has failed for good ("" if none):
+    a Failed record, or a last attempt past its deadline (made final here)."""
+    by_key = {(c.name, c.hook): c for c in run.checks if c.hook is not Hook.AFTER_PROMOTION}
+    records = _check_records(run)
+    for r in records:
+        check = by_key.get((r.name, r.hook))
+        if check is None or r.revision != run.desired:
+            continue
+        if r.state is CheckState.FAILED:
+            return f"{_check_where(check, r.step)} failed: {r.message}"
+        past = r.state is CheckState.RUNNING and run.now >= ledger.deadline(check, r)
+        if past and r.attempts >= check.max_attempts:
+            why = ledger.timed_out_message(check, r.attempts)
+            _store_records(
+                run,
+                ledger.record_result(records, check, r.revision, r.attempts, False, why, run.now,
+                                     r.step),
+            )  # fmt: skip
+            return f"{_check_where(check, r.step)} failed: {why}"
+    return ""
+
+
+def _drop_unfinished(run: _Run) -> None:
+    """A rollout ended or starts anew: attempts still running or due are of no use
+    any more (the shell stops waiting for them); passed and failed ones are kept."""
+    records = _check_records(run)
+    kept = [r for r in records if r.state in ledger.FINAL]
+    if len(kept) != len(records):
+        _store_records(run, kept)
 
 
 def _checks_hold(run: _Run, hook: Hook, what: str, step: int | None = None) -> bool:
@@ -515,6 +566,10 @@ def _rollout_prelude(run: _Run) -> bool:
         _rollback(run, Reason.ABORTED, "the abort gate was used")
         return True
     if _analysis_failed(run):
+        return True
+    failed = _failed_check(run)
+    if failed:  # even while paused or held by the analysis: a failure is final
+        _rollback(run, Reason.CHECK_FAILED, failed)
         return True
     if "promote" in run.fired and s.stage != Stage.PROMOTING:
         s.mirror_percent = 0
@@ -725,7 +780,9 @@ def _succeeded(run: _Run) -> None:
     failed = _analysis(run) is not None and _analysis(run).health is Health.FAILED
     newer_waits = run.desired != s.stable_revision
     checks, checks_why = _Gate.PASSED, ""
-    if warm and not newer_waits:  # the old version is the way back while they run
+    if warm and not newer_waits and "abort" not in run.fired and not failed:
+        # The old version is the way back while they run (a revert, an abort or a
+        # failed analysis goes back without them: no new attempt starts then).
         checks, checks_why = _checks_gate(run, Hook.AFTER_PROMOTION, s.stable_revision)
     checks_failed = checks is _Gate.FAILED
     if warm and (
