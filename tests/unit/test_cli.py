@@ -396,3 +396,22 @@ def test_exit_codes_are_documented() -> None:
 def test_console_script_is_declared() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     assert 'kubectl-shadowroute = "shadowroute.cli:main"' in text
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("just some text\n", "is YAML, but not a Config with clusters, contexts and users"),
+        ("garbage: [\n", "is not YAML at line 2"),
+        ("apiVersion: v1\nkind: Config\nclusters: 3\n", "is YAML, but not a Config"),
+    ],
+)
+def test_a_file_that_is_not_a_kubeconfig_is_a_one_line_error(tmp_path, text, said) -> None:
+    """Issue 14, item 6: it was the client's traceback (TypeError, yaml.ParserError)."""
+    path = tmp_path / "not-a-kubeconfig"
+    path.write_text(text)
+    for argv in (("get",), ("status", "shop")):
+        code, out, err = run(*argv, "--kubeconfig", str(path))
+        assert code == exit_codes.ERROR and out == ""
+        assert err.startswith(f"error: cannot load kubeconfig: {path} {said}"), err
+        assert err.count("\n") == 1, err

@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes
 import urllib3
+import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -67,6 +68,17 @@ class Cluster:
         except (kubernetes.config.ConfigException, FileNotFoundError) as exc:
             if kubeconfig or context:
                 raise CliError(f"cannot load kubeconfig: {exc}") from exc
+        except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as exc:
+            # Not YAML, or YAML that is not a kubeconfig (the client's loader assumes
+            # its shape): one line, never the loader's traceback.
+            where = kubeconfig or "the kubeconfig ($KUBECONFIG or ~/.kube/config)"
+            if isinstance(exc, yaml.YAMLError):
+                mark = getattr(exc, "problem_mark", None)
+                line = f" at line {mark.line + 1}" if mark is not None else ""
+                why = f"not YAML{line}"
+            else:
+                why = "YAML, but not a Config with clusters, contexts and users"
+            raise CliError(f"cannot load kubeconfig: {where} is {why}") from exc
             try:
                 kubernetes.config.load_incluster_config(client_configuration=config)
             except kubernetes.config.ConfigException:
