@@ -57,9 +57,9 @@ declaration, so the two agree to the nanosecond:
 - **`analysis.prometheus.timeout`: `100ms..5m`**: zero would never be answered, and
   Prometheus gives up on a query after 2m by default (`-query.timeout`).
 - **`0s` allowed** where it means "no wait": a step's `pause.duration`,
-  `previewDuration`, `keepWarm`, `rollback.cooldown` (retry at once), `unreachable.timeout`
-  (the policy applies at the first unanswered run), `notifications.cooldown` and
-  `holdAfter`.
+  `previewDuration`, `keepWarm`, `rollback.cooldown` (a template brought back to the
+  rolled-back revision rolls out at once), `unreachable.timeout` (the policy applies at
+  the first unanswered run), `notifications.cooldown` and `holdAfter`.
 
 `kubectl get shadowroutes` shows: {columns}.
 

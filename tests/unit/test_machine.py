@@ -997,3 +997,21 @@ def test_a_superseding_revision_restarts_the_stage_timers() -> None:
     assert d.status.stage_ready_at != first_ready and d.status.canary_weight == 10
     d = sim.tick(30)  # 30 s into the new revision's 1 min pause: still at step 1
     assert d.status.current_step == 0
+
+
+def test_a_rolled_back_revision_is_never_retried_by_itself() -> None:
+    """Issue 14, item 4, decided: the cooldown holds a template brought back to the
+    rolled-back revision; the revision itself waits for retry or a new template,
+    however long ago the rollback was (as the reference now says)."""
+    sim = Sim(spec_dict(steps=STEPS, rollback={"cooldown": "1m"})).stable()
+    rolling(sim)
+    sim.gate("abort")
+    sim.tick()
+    for _ in range(3):
+        d = sim.tick(3600)
+        assert d.status.stage == "RolledBack" and not d.events and d.requeue_after is None
+    assert "use the retry gate or change the template" in d.status.message
+    from shadowroute.api.models import RollbackSpec
+
+    said = RollbackSpec.model_fields["cooldown"].description or ""
+    assert "never retried by itself" in said and "automatically" not in said

@@ -673,8 +673,10 @@ class RollbackSpec(SpecModel):
 
     cooldown: Wait = Field(
         "5m",
-        description="How long a rolled-back revision is left alone before it may be "
-        "retried automatically.",
+        description="After a rollback, how long a template brought back to the "
+        "rolled-back revision (a revert of the revert) waits before it rolls out again. "
+        "A rolled-back revision is never retried by itself: the retry gate (which skips "
+        "the cooldown) or a new template starts it.",
     )
 
 
