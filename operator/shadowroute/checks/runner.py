@@ -38,6 +38,7 @@ from ..api.models import CheckState, ShadowRouteSpec, ShadowRouteStatus
 from ..api_errors import api_reason
 from ..http import Http
 from ..names import CANARY, SHADOW, Owner, Stage, child_name
+from ..render.workloads import route_port
 from ..rollout.observe import CheckResult
 from ..secrets import CredentialsError, Secrets, text
 from .http import Answer, NoAnswer, judge
@@ -61,10 +62,6 @@ Key = tuple[str, str, str, str, str, int | None, int]
 def target_role(stage: str | None) -> str:
     """Whose Service a check asks: the shadow's while shadowing, else the canary's."""
     return SHADOW if stage == Stage.SHADOWING else CANARY
-
-
-def route_port(spec: ShadowRouteSpec) -> int:
-    return spec.traffic.port or spec.service.ports[0].port
 
 
 @dataclass(frozen=True)
