@@ -200,7 +200,7 @@ def test_an_http_check_is_sent_once_wakes_the_route_and_never_tells_its_secret()
             },
         }
         spec = ShadowRouteSpec.model_validate(spec_dict(checks=[check]))
-        kube, runner, woken = SecretKube(), CheckRunner(), []
+        kube, runner, woken = SecretKube(), CheckRunner(in_cluster=True), []
         services = {"shop-canary": {"spec": {"clusterIP": "127.0.0.1"}}}
         now = dt.datetime.now(dt.UTC)
         status = http_status()
@@ -264,3 +264,25 @@ def test_nothing_runs_for_a_revision_the_stage_does_not_check() -> None:
         seen = run(CheckRunner().observe(kube, spec, stale, "ns", "shop"))
         assert run(CheckRunner().start(kube, OWNER, spec, stale, SERVICES, seen, NOW, None)) is None
     assert kube.calls == []
+
+
+def test_outside_the_cluster_network_without_a_proxy_nothing_is_sent() -> None:
+    """A ClusterIP dialled from outside the cluster network would leave by the default
+    route: the attempt fails saying why, and no packet goes."""
+    check = {"name": "smoke", "when": "BeforeTraffic", "timeout": "1h", "http": {"path": "/"}}
+    spec = ShadowRouteSpec.model_validate(spec_dict(checks=[check]))
+    now = dt.datetime.now(dt.UTC)
+    status = http_status()
+    status.checks[0].started_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    runner = CheckRunner(proxy=None, in_cluster=False)
+
+    async def scenario() -> Any:
+        seen = await runner.observe(Kube(), spec, status, "ns", "shop")
+        await runner.start(Kube(), OWNER, spec, status, SERVICES, seen, now, None)
+        await asyncio.gather(*runner._tasks.values())
+        return await runner.observe(Kube(), spec, status, "ns", "shop")
+
+    (result,) = run(scenario()).results
+    assert not result.passed
+    assert result.message.startswith("not sent: the operator runs outside the cluster network")
+    assert "SHADOWROUTE_CHECK_PROXY is unset" in result.message and "10.96.0.7" in result.message

@@ -47,6 +47,7 @@ from .job import job_name, render_job
 log = logging.getLogger(__name__)
 
 PROXY_ENV = "SHADOWROUTE_CHECK_PROXY"
+IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
 MAX_BODY_BYTES = 1 << 20
 """An answer's body is read up to this much: enough for any expectation, bounded."""
 JOB_POLL_SECONDS = 2.0
@@ -139,6 +140,9 @@ class CheckRunner:
     http: Http = field(default_factory=Http)
     secrets: Secrets = field(default_factory=Secrets)
     proxy: str | None = field(default_factory=lambda: os.environ.get(PROXY_ENV) or None)
+    in_cluster: bool = field(default_factory=lambda: IN_CLUSTER_ENV in os.environ)
+    """In a pod (the kubelet sets KUBERNETES_SERVICE_HOST): ClusterIPs are reachable.
+    Outside, without a proxy, a request to one would leave by the default route."""
     _tasks: dict[Key, asyncio.Task[CheckResult]] = field(default_factory=dict)
     _ended: dict[Key, CheckResult] = field(default_factory=dict)
     """Attempts that ended without a request or a Job (the Job was refused)."""
@@ -290,6 +294,12 @@ class CheckRunner:
         try:
             action = check.action
             assert isinstance(action, HttpCheck)
+            if self.proxy is None and not self.in_cluster:
+                return _result(record, False, (
+                    f"not sent: the operator runs outside the cluster network (no "
+                    f"{IN_CLUSTER_ENV}) and {PROXY_ENV} is unset, so Service "
+                    f"{target.service} at {target.address} cannot be reached from here"
+                ))  # fmt: skip
             try:
                 headers = await self._headers(kube, action, namespace)
             except CredentialsError as exc:
