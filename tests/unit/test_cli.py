@@ -415,3 +415,21 @@ def test_a_file_that_is_not_a_kubeconfig_is_a_one_line_error(tmp_path, text, sai
         assert code == exit_codes.ERROR and out == ""
         assert err.startswith(f"error: cannot load kubeconfig: {path} {said}"), err
         assert err.count("\n") == 1, err
+
+
+def test_status_view_never_says_last_run_and_no_run_at_once() -> None:
+    """A run that measured no metric yet (no data) is a run: status names it and what it
+    found; before any run it says so once."""
+    spec = {"analysis": {"metrics": [{"name": "errors", "preset": "error-rate", "max": 0.01}]}}
+    never = body(**spec)
+    never["status"] = {"stage": "Progressing", "analysis": {}}
+    text = view.status_view(never, [], NOW)
+    assert "no run yet" in text and "no analysis run yet" in text and "last run" not in text
+    ran = body(**spec)
+    ran["status"] = {
+        "stage": "Progressing",
+        "analysis": {"lastRunAt": "2026-11-25T04:59:45Z", "message": "no data yet for errors"},
+    }
+    text = view.status_view(ran, [], NOW)
+    assert "last run 15s ago" in text and "no data yet for errors" in text
+    assert "no analysis run yet" not in text

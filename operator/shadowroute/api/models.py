@@ -577,11 +577,12 @@ class ShadowStage(SpecModel):
 
 
 class StepPause(SpecModel):
-    """A wait after a canary step; without a duration it waits for a person to promote."""
+    """A wait after a canary step; without a duration it waits for a person."""
 
     duration: Wait | None = Field(
         None,
-        description="How long to hold this step; unset means wait for the promote gate.",
+        description="How long to hold this step; unset waits for a person: the resume "
+        "gate advances one step, the promote gate promotes.",
     )
 
 

@@ -174,10 +174,12 @@ def status_view(
     metrics = analysis.get("metrics") or []
     if spec_analysis or metrics:
         limit = (spec_analysis or {}).get("failureLimit", "?")
+        last_run = analysis.get("lastRunAt")
+        ran = f"last run {age(last_run, now)} ago" if last_run else "no run yet"
         lines += [
             "",
             f"ANALYSIS   failed runs in a row {analysis.get('consecutiveFailures') or 0} "
-            f"(limit {limit}), last run {age(analysis.get('lastRunAt'), now)} ago",
+            f"(limit {limit}), {ran}",
         ]
         if metrics:
             lines.append(
@@ -195,6 +197,9 @@ def status_view(
                     ],
                 )
             )
+        elif last_run:
+            # A run that measured nothing (no data yet): say what it found, not "never ran".
+            lines.append(analysis.get("message") or "the last run measured no metric")
         else:
             lines.append("no analysis run yet")
 
