@@ -53,10 +53,13 @@ class Bench:
             stop_local_cluster()
 
 
-def open_bench(prefix: str) -> Bench:
-    """Load the cluster's config, make the API clients and a namespace of our own."""
+def open_bench(prefix: str, prometheus: bool = False) -> Bench:
+    """Load the cluster's config, make the API clients and a namespace of our own. With
+    `prometheus`, a missing Prometheus setting stops the bench before anything is made."""
     import kubernetes
 
+    if prometheus and os.environ.get("KUBECONFIG"):
+        prometheus_of_cluster()
     config, started = kubeconfig()
     kubernetes.config.load_kube_config(config_file=config)
     api = kubernetes.client.ApiClient()
@@ -95,14 +98,33 @@ def install_crds(api: Any) -> None:
 
 
 def prometheus_of_cluster() -> tuple[str, str]:
-    """The Prometheus to ask and the file_sd directory it scrapes targets from."""
+    """The Prometheus to ask and the file_sd directory it scrapes targets from:
+    $SHADOWROUTE_PROMETHEUS and $SHADOWROUTE_PROMETHEUS_TARGETS, else the local
+    cluster's. With KUBECONFIG set the local cluster is not the one benchmarked, so its
+    Prometheus is not used: a missing setting is a one-line error naming it."""
     url = os.environ.get("SHADOWROUTE_PROMETHEUS")
     targets = os.environ.get("SHADOWROUTE_PROMETHEUS_TARGETS")
     if url and targets:
         return url, targets
+    if os.environ.get("KUBECONFIG"):
+        missing = [
+            name
+            for name, value in (
+                ("SHADOWROUTE_PROMETHEUS", url),
+                ("SHADOWROUTE_PROMETHEUS_TARGETS", targets),
+            )
+            if not value
+        ]
+        raise SystemExit(
+            f"KUBECONFIG is set, so the benchmark needs {' and '.join(missing)}: the URL of "
+            "the Prometheus that scrapes that cluster and the file_sd directory it reads "
+            "targets from (or unset KUBECONFIG to use the local cluster)"
+        )
     import cluster
 
     state = cluster.load_state() or {}
+    if not state.get("prometheus"):
+        raise SystemExit("no local cluster: run `make cluster-up` or set KUBECONFIG")
     return state["prometheus"], state["prometheusTargets"]
 
 

@@ -184,7 +184,7 @@ def main() -> int:
     started_at = time.monotonic()
     deadline = started_at + args.max_seconds
 
-    bench = open_bench("bench-bias")
+    bench = open_bench("bench-bias", prometheus=True)
     config, custom, ns = bench.parts()
     prometheus, targets = prometheus_of_cluster()
     sim_log = Path(f"/tmp/{ns}-traffic-sim.log")

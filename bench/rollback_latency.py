@@ -300,7 +300,7 @@ def main() -> int:
         if text:
             print(line, flush=True)
 
-    bench = open_bench("bench-rollback")
+    bench = open_bench("bench-rollback", prometheus=True)
     config, custom, ns = bench.parts()
     if args.mode == "sim":
         prometheus, targets = prometheus_of_cluster()

@@ -485,7 +485,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if text:
             print(line, flush=True)
 
-    bench = open_bench("bench-shcmp")
+    bench = open_bench("bench-shcmp", prometheus=True)
     config, custom, ns = bench.parts()
     gateway, host = gateway_of_cluster(), f"{NAME}.{bench.namespace}.test"
     prometheus, _ = prometheus_of_cluster()
