@@ -26,7 +26,8 @@ apply to the end (hack/load.py: a bounded open-loop rate). Then it rolls out
 printing a timeline (stage, weight, mirror, the comparison's counts while shadowing,
 the analysis' verdict and values, the requests each version answered since the
 previous line as clients saw them by X-Version, and the mirrored copies the shadow
-answered, from its own counter in Prometheus) and a summary with the totals. It exits
+answered, from its own counter in Prometheus), a summary with the totals, and what
+`kubectl shadowroute history` and `status` say about the route at the end. It exits
 0 when the four rollouts ended as expected, and stops everything it started — the
 load, the operator, its namespace, and the cluster if it was not already up — unless
 --keep.
@@ -450,13 +451,30 @@ class Demo:
         ok = ok and not served_v5 and check_copies == 0  # stopped before any request
         ok = ok and s["canaryWeight"] == 0 and s["stableRevision"] == promoted["revision"]
         ok = ok and report.versions.get("v2", 0) > 0 and len(v4) > 0 and shadow_copies > 0
+        self.show_plugin()
         say("\n" + ("demo passed" if ok else "demo FAILED: see the timeline above"))
         if self.keep:
             pids = ", ".join(f"{n} {p.pid}" for n, p in self.procs)
             say(f"\n--keep: left running ({pids}; the load has stopped); look with")
-            say(f"  kubectl --kubeconfig {self.kubeconfig} -n {self.namespace} get shadowroutes")
+            say(f"  export KUBECONFIG={self.kubeconfig} PATH={Path(sys.executable).parent}:$PATH")
+            say(f"  kubectl -n {self.namespace} get shadowroutes -o wide")
+            say(f"  kubectl shadowroute status {NAME} -n {self.namespace}")
+            say(f"  kubectl shadowroute history {NAME} -n {self.namespace}")
             say(f"  python hack/load.py {self.gateway} --host {self.hostname} --rate 20")
         return 0 if ok else 1
+
+    def show_plugin(self) -> None:
+        """What a user types next: the kubectl plugin's history and status of the route
+        (kubectl finds kubectl-shadowroute on PATH, next to this Python)."""
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path, "KUBECONFIG": self.kubeconfig}
+        for command in ("history", "status"):
+            argv = ["shadowroute", command, NAME, "-n", self.namespace]
+            say(f"\n== kubectl {' '.join(argv)}")
+            res = subprocess.run(
+                [self.kubectl_exe, *argv], capture_output=True, text=True, timeout=60, env=env,
+            )  # fmt: skip
+            say((res.stdout + res.stderr).rstrip())
 
     def follow_until_quiet(self, version: str, quiet: float = 3.0) -> None:
         """Polls until `version` has answered nothing for `quiet` seconds (the route's

@@ -3,11 +3,11 @@ hold.
 
 What to send is decided from two statuses, the one read and the one decided
 (`transitions`, pure): a new history entry is a promotion or a rollback; the
-AnalysisHealthy condition turning False while a rollout runs is a hold. The notices
-are written into `status.pendingNotifications` together with the status that decided
-them, before anything is sent: delivered at least once, however the operator is
-stopped (a restarted operator sends what is still pending), never for a decision
-whose status write failed.
+AnalysisHealthy condition turning False (or Unknown with NoData) while a rollout runs is
+a hold. The notices are written into `status.pendingNotifications` together with the
+status that decided them, before anything is sent: delivered at least once, however
+the operator is stopped (a restarted operator sends what is still pending), never for a
+decision whose status write failed.
 
 Delivery runs in the background (a rollback never waits for a webhook): a few
 attempts with backoff and jitter on transient errors, each bounded by a timeout; then
@@ -44,6 +44,7 @@ from .api.models import (
 )
 from .http import Http
 from .names import ROLLOUT_STAGES, Stage
+from .reasons import Reason
 from .secrets import CredentialsError, Secrets
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,9 @@ def _hold(
     """A Held notice when the analysis has held the rollout for hold_after seconds by
     the latest run, and had not at the run before (or held for another reason)."""
     after = new.condition("AnalysisHealthy")
-    if after is None or after.status != "False" or not after.last_transition_time:
+    if after is None or not after.last_transition_time:
+        return None
+    if after.status != "False" and after.reason != Reason.NO_DATA:  # NoData is Unknown
         return None
     since = parse_timestamp(after.last_transition_time)
 

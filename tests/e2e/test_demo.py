@@ -64,6 +64,11 @@ def test_the_demo_promotes_the_healthy_version_and_rolls_back_the_bad_one(
     assert "check smoke (BeforeTraffic) failed" in summary and "status 503" in summary, summary
     assert "clients served by v5: 0; mirrored: 0" in summary, summary
 
+    # The plugin shows the route's history and status as a user would type them.
+    plugin = out[out.index("== kubectl shadowroute history") :]
+    assert "RolledBack" in plugin and "Promoted" in plugin and "CheckFailed" in plugin, plugin
+    assert "== kubectl shadowroute status checkout" in plugin and "EVENTS" in plugin, plugin
+
     # Real requests reached every version, as the clients saw them (X-Version).
     for version in ("v1", "v2", "v4"):
         assert count(rf"by version .*\b{version} (\d+)", summary) > 0, summary

@@ -251,7 +251,7 @@ async def test_a_pass_restarts_the_count_and_no_data_keeps_it() -> None:
     client.requests = 3  # below minRequests: no data, hold
     await loop.tick(10)
     assert loop.sim.status.analysis.consecutive_failures == 2
-    assert condition(loop) == ("False", "NoData")
+    assert condition(loop) == ("Unknown", "NoData")  # no evidence either way: it holds
     client.requests, client.error_rate = 500, 0.0
     held = []
     await loop.until(
@@ -284,7 +284,7 @@ async def test_no_traffic_with_the_hold_policy_holds() -> None:
         await loop.tick(10)
     s = loop.sim.status
     assert s.stage == "Progressing" and s.current_step == 0 and s.canary_weight == 10
-    assert condition(loop) == ("False", "NoData") and s.analysis.consecutive_failures == 0
+    assert condition(loop) == ("Unknown", "NoData") and s.analysis.consecutive_failures == 0
 
 
 async def test_a_failure_in_the_warm_window_puts_the_previous_revision_back() -> None:

@@ -69,16 +69,16 @@ def test_the_analysis_turning_false_mid_rollout_is_a_hold_once_per_reason() -> N
         "PrometheusUnavailable msg",
     )
     assert transitions(down, down, "shop", "web") == []
-    nodata = with_analysis(status(), "False", "NoData")
+    nodata = with_analysis(status(), "Unknown", "NoData")
     assert [n.reason for n in transitions(down, nodata, "shop", "web")] == ["NoData"]
-    idle = with_analysis(status("Stable"), "False", "NoData")
+    idle = with_analysis(status("Stable"), "Unknown", "NoData")
     assert transitions(passing, idle, "shop", "web") == [], "nothing is held when no rollout runs"
 
 
 def test_a_hold_is_told_once_it_has_lasted_hold_after() -> None:
     passing = with_analysis(status(), "True", "AnalysisPassed")
     runs = [f"2026-11-25T05:0{sec // 60}:{sec % 60:02d}.500Z" for sec in (0, 20, 40, 59, 61, 80)]
-    statuses = [passing] + [with_analysis(status(), "False", "NoData", T, run) for run in runs]
+    statuses = [passing] + [with_analysis(status(), "Unknown", "NoData", T, run) for run in runs]
     told = [
         bool(transitions(a, b, "shop", "web", hold_after=60))
         for a, b in itertools.pairwise(statuses)
@@ -220,3 +220,13 @@ async def test_a_url_from_a_secret(receiver) -> None:
 def test_a_webhook_needs_exactly_one_url() -> None:
     with pytest.raises(ValueError, match="exactly one of url and urlSecretRef"):
         spec_with([{"name": "a"}])
+
+
+def test_an_unknown_analysis_that_is_no_news_is_not_a_hold() -> None:
+    """Pending (no run yet) and a partial window are Unknown and say nothing is wrong;
+    NoData is Unknown too, but it holds the rollout, so it is told."""
+    passing = with_analysis(status(), "True", "AnalysisPassed")
+    for reason in ("AnalysisPending", "PartialWindow"):
+        assert transitions(passing, with_analysis(status(), "Unknown", reason), "s", "w") == []
+    nodata = with_analysis(status(), "Unknown", "NoData")
+    assert [n.reason for n in transitions(passing, nodata, "s", "w")] == ["NoData"]

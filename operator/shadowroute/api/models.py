@@ -1351,8 +1351,9 @@ class NotificationSpec(SpecModel):
     )
     hold_after: Wait = Field(
         "1m",
-        description="A hold (AnalysisHealthy False while a rollout runs) is told once it "
-        "has lasted this long: the first runs of a step often have no data yet.",
+        description="A hold (AnalysisHealthy False, or Unknown with NoData, while a rollout "
+        "runs) is told once it has lasted this long: the first runs of a step often have "
+        "no data yet.",
     )
 
     @field_validator("webhooks")

@@ -47,8 +47,9 @@ def _analysis_healthy(s: ShadowRouteStatus, obs: Observation, now: datetime) -> 
     if a.verdict is None:
         status, reason = "Unknown", a.reason or ANALYSIS_PENDING
         message = a.message or "no analysis run yet"
-    elif a.reason == ANALYSIS_PARTIAL:
-        # Within bounds on a window that cannot back a pass yet: no evidence either way.
+    elif a.reason in (ANALYSIS_PARTIAL, Reason.NO_DATA):
+        # Within bounds on a window that cannot back a pass yet, or no data yet (a new
+        # canary before its first requests): no evidence either way, nothing is wrong.
         status, reason, message = "Unknown", a.reason, a.message
     elif a.verdict == "Pass":
         status, reason, message = "True", a.reason or Reason.ANALYSIS_PASSED, a.message
