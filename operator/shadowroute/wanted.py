@@ -15,7 +15,7 @@ from . import traffic
 from .api.models import ShadowRouteSpec, ShadowRouteStatus
 from .names import COMPARATOR, ROLE_LABEL, ROLES, Owner, child_name
 from .render.comparison import DEFAULT_COMPARATOR_IMAGE, compare_spec, comparison_children
-from .render.workloads import deployments, services
+from .render.workloads import deployments, scale_status, services
 from .rollout import from_live
 from .rollout.machine import Decision, decide, desired_revision, template_dict
 from .rollout.observe import AnalysisSignal, CheckResult, Observation
@@ -88,6 +88,7 @@ def wanted(
     decision = decide(spec, status, obs, now)
     after = decision.status
     traffic.note_approximation(spec, after)
+    after.replicas, after.selector = scale_status(owner.name, seen.deployments)
 
     deps, missing = deployments(owner, spec, after, desired, templates)
     if missing:

@@ -84,7 +84,14 @@ def test_names_scope_and_subresources() -> None:
     }
     assert [v["name"] for v in CRD["spec"]["versions"]] == ["v1alpha1"]
     assert VERSION["served"] and VERSION["storage"]
-    assert VERSION["subresources"] == {"status": {}}
+    assert VERSION["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
 
 
 def test_printer_columns() -> None:

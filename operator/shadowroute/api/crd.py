@@ -71,6 +71,15 @@ class SchemaError(ValueError):
     """The models produce a schema the API server would not accept as structural."""
 
 
+# `kubectl scale` and a HorizontalPodAutoscaler set spec.replicas (the primary's count;
+# stages.replicas_for splits it) and read the primary's pods from status.
+SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
+
+
 def structural(json_schema: dict[str, Any], *, keep_defaults: bool = True) -> dict[str, Any]:
     """Inline $defs and rewrite pydantic's JSON Schema into a structural OpenAPI v3 schema.
 
@@ -183,7 +192,7 @@ def build_crd() -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, "scale": copy.deepcopy(SCALE)},
                     "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
                     "schema": {"openAPIV3Schema": openapi_schema()},
                 }

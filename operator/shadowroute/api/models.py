@@ -1948,6 +1948,17 @@ class ShadowRouteStatus(StatusModel):
     """What the operator observed and decided; all progress lives here."""
 
     observed_generation: int = Field(0, ge=0, description="The spec generation acted on.")
+    replicas: int = Field(
+        0,
+        ge=0,
+        description="Pods the primary Deployment has (its status.replicas): the scale "
+        "subresource's current count, which an HorizontalPodAutoscaler reads.",
+    )
+    selector: str = Field(
+        "",
+        description="Label selector of the primary pods, as a string: the scale "
+        "subresource's selector, which an HorizontalPodAutoscaler reads.",
+    )
     phase: Phase = Field(
         Phase.INITIALIZING, description="Where the current revision is, as people see it."
     )

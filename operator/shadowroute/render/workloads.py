@@ -130,3 +130,16 @@ def deployments(
             continue
         out.append(deployment(owner, role, revision, template, replicas_for(role, spec, status)))
     return out, missing
+
+
+def scale_status(owner_name: str, live: list[dict[str, Any]]) -> tuple[int, str]:
+    """What the scale subresource reports (status.replicas, status.selector): the pods
+    the primary Deployment has, as its controller last counted them, and the selector
+    of the primary pods. spec.replicas is the primary's count (replicas_for), so an
+    autoscaler compares it with the primary's pods; the canary's and the shadow's are
+    derived from it and are not counted."""
+    name = child_name(owner_name, PRIMARY)
+    primary = next((d for d in live if d["metadata"].get("name") == name), None)
+    replicas = int(((primary or {}).get("status") or {}).get("replicas") or 0)
+    labels = selector(owner_name, PRIMARY)
+    return replicas, ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
