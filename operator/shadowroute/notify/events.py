@@ -84,15 +84,6 @@ def transitions(
 
     if rollout and revision and revision != old.canary_revision:
         out.append(notice(E.ROLLOUT_STARTED, revision, at=new.rollout_started_at or ""))
-    if (
-        new.stage == Stage.PROGRESSING
-        and revision
-        and (same_rollout or revision != old.canary_revision)
-        and (new.current_step, new.canary_weight)
-        != ((old.current_step, old.canary_weight) if same_rollout else (0, 0))
-    ):
-        out.append(notice(E.STEP_ADVANCED, revision, at=new.stage_started_at or ""))
-
     progressing = new.condition("Progressing")
     when = progressing.last_transition_time if progressing else ""
     if new.phase == PAUSED and old.phase != PAUSED and revision:
@@ -105,6 +96,14 @@ def transitions(
         and (same_rollout or (ended is not None and str(ended.outcome) == "Promoted"))
     ):
         out.append(notice(E.RESUMED, old.canary_revision, message=new.message, at=when))
+
+    if (
+        new.stage == Stage.PROGRESSING
+        and revision
+        and (same_rollout or revision != old.canary_revision)
+        and new.canary_weight != (old.canary_weight if same_rollout else 0)
+    ):
+        out.append(notice(E.STEP_ADVANCED, revision, at=new.stage_started_at or ""))
 
     def failed(s: ShadowRouteStatus) -> dict[tuple[Any, ...], Any]:
         return {
