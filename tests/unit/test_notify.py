@@ -557,3 +557,17 @@ async def test_a_template_the_crd_did_not_check_is_invalid_spec_not_a_crash() ->
     assert "notifications.webhooks.0.template" in degraded["message"]
     assert "unknown variable" in degraded["message"]
     assert [c[2] for c in kube.writes("event")] == ["InvalidSpec"]
+
+
+def test_plan_says_what_is_wrong_with_a_template_before_it_is_applied() -> None:
+    from shadowroute.cli.plan import PlanError, parse_spec
+
+    hooks = {"webhooks": [{"name": "a", "url": "http://127.0.0.1:9/x", "template": "${wieght}%"}]}
+    body = {
+        "apiVersion": "shadowroute.io/v1alpha1",
+        "kind": "ShadowRoute",
+        "metadata": {"name": "web"},
+        "spec": spec_dict(notifications=hooks),
+    }
+    with pytest.raises(PlanError, match=r"spec\.notifications\.webhooks\.0\.template: unknown"):
+        parse_spec(body)

@@ -1161,10 +1161,13 @@ def _known_only(variables: Sequence[str]) -> str:
     return f"^([^$]|{delimited}|({bare})+([^$A-Za-z0-9_]|{delimited}))*({bare})*$"
 
 
-MAX_MESSAGE_TEMPLATE = 2048
+MAX_MESSAGE_TEMPLATE = 1024
+"""A message's length: as long as the API server's CEL cost budget allows, for 10
+webhooks with a template for each event."""
+MAX_BODY_TEMPLATE = 2048
 
 
-def _template_type(variables: Sequence[str], doc: str) -> Any:
+def _template_type(variables: Sequence[str], doc: str, max_length: int) -> Any:
     """A string of string.Template syntax using only these variables, checked by CEL at
     apply and by its Python twin in the operator."""
     pattern = _known_only(variables)
@@ -1179,13 +1182,13 @@ def _template_type(variables: Sequence[str], doc: str) -> Any:
 
     return Annotated[
         str,
-        StringConstraints(min_length=1, max_length=MAX_MESSAGE_TEMPLATE),
+        StringConstraints(min_length=1, max_length=max_length),
         AfterValidator(check),
         WithJsonSchema(
             {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": MAX_MESSAGE_TEMPLATE,
+                "maxLength": max_length,
                 "description": doc,
                 "x-kubernetes-validations": [
                     {"rule": f"self.matches('{pattern}')", "message": message}
@@ -1196,11 +1199,15 @@ def _template_type(variables: Sequence[str], doc: str) -> Any:
 
 
 MessageTemplate = _template_type(
-    MESSAGE_VARIABLES, "A notification text with $variables (string.Template)."
+    MESSAGE_VARIABLES,
+    "A notification text with $variables (string.Template).",
+    MAX_MESSAGE_TEMPLATE,
 )
 """A notification text with ``$variables`` (Python's string.Template: no code runs)."""
 BodyTemplate = _template_type(
-    (*MESSAGE_VARIABLES, "text"), "A JSON body with $variables, $text the message."
+    (*MESSAGE_VARIABLES, "text"),
+    "A JSON body with $variables, $text the message.",
+    MAX_BODY_TEMPLATE,
 )
 """A generic webhook's body: the message's variables and ``$text``, the message."""
 
