@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 
 from .conftest import KubectlFn, OperatorProcess, wait_for
@@ -158,3 +159,42 @@ def test_a_rollout_is_told_step_by_step_in_the_templates_words(
     assert "e2e-token-123" not in json.dumps(r.get()), "no header value in the resource"
     log = operator.log.read_text()
     assert "e2e-token-123" not in log and f"{receiver.url}/ops" not in log, "nor in the log"
+
+
+@pytest.mark.parametrize(
+    "hook, refusal",
+    [
+        ({"template": "$name at ${wieght}%"}, "unknown variable or stray $"),
+        (
+            {"templates": [{"event": "Paused", "template": "cost: 5$"}]},
+            "unknown variable or stray $",
+        ),
+        ({"type": "generic"}, "body is set for a generic webhook"),
+        ({"method": "PUT"}, "method and headersSecretRef are for a generic webhook"),
+        ({"events": ["Exploded"]}, "Unsupported value"),
+    ],
+)
+def test_the_api_server_refuses_a_bad_webhook_at_apply(
+    kubectl: KubectlFn, namespace: str, crds_installed: None, hook: dict[str, Any], refusal: str
+) -> None:
+    body = route("refused")
+    body["spec"]["notifications"] = {"webhooks": [{"name": "a", "url": "http://hook", **hook}]}
+    res = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-",
+        input=yaml.safe_dump(body), check=False,
+    )  # fmt: skip
+    assert res.returncode != 0 and refusal in res.stderr, res.stderr
+
+
+def test_the_api_server_refuses_both_spellings_at_once(
+    kubectl: KubectlFn, namespace: str, crds_installed: None
+) -> None:
+    body = route("both")
+    hooks = {"webhooks": [{"name": "a", "url": "http://hook"}]}
+    body["spec"]["notifications"] = hooks
+    body["spec"]["analysis"] = {"notifications": hooks}
+    res = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-",
+        input=yaml.safe_dump(body), check=False,
+    )  # fmt: skip
+    assert res.returncode != 0 and "not both" in res.stderr, res.stderr
