@@ -151,7 +151,7 @@ class Notifier:
                     weight=notice.weight,
                     step=notice.step,
                     check=notice.check,
-                    images=list(desired[1]) if notice.revision == desired[0] else [],
+                    images=list(desired[1])[:32] if notice.revision == desired[0] else [],
                 )
             )
         return due
