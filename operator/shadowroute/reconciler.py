@@ -35,7 +35,7 @@ from .api_errors import api_reason
 from .checks.runner import CheckRunner
 from .kube.client import Gone, Kube
 from .names import Owner
-from .notify import Notifier, transitions
+from .notify import Notifier, desired_images, notification_spec, transitions
 from .reasons import WRITE_FAILURES, Reason
 from .render import diff
 from .render.comparison import comparator_image, stale_comparison_children
@@ -134,8 +134,8 @@ class _Writes:
                 self.count += 1
             else:
                 left.append(pending)
-        a = spec.analysis if spec is not None else None
-        self.notifier.deliver(a, written, self.namespace, self.name, self.kube, self.wake)
+        hooks = notification_spec(spec)
+        self.notifier.deliver(hooks, written, self.namespace, self.name, self.kube, self.wake)
         settled = self.notifier.settled(self.namespace, self.name)
         done = written.model_copy(
             update={
@@ -215,7 +215,14 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     _enqueue(intent, meta["uid"], now, _hold_warnings(spec, status, decision.status))
     intent.pending_notifications = [
         *intent.pending_notifications,
-        *w.notifier.decide(spec.analysis, status, decision.status, namespace, name),
+        *w.notifier.decide(
+            notification_spec(spec),
+            status,
+            decision.status,
+            namespace,
+            name,
+            desired_images(spec),
+        ),
     ][-OUTBOX_LIMIT:]
     await w.status(status, intent)
 

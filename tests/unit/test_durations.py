@@ -66,6 +66,8 @@ EXPECTED_BOUNDS = {
     "spec.analysis.unreachable.timeout": ("0s", "8760h"),
     "spec.analysis.notifications.cooldown": ("0s", "8760h"),
     "spec.analysis.notifications.holdAfter": ("0s", "8760h"),
+    "spec.notifications.cooldown": ("0s", "8760h"),
+    "spec.notifications.holdAfter": ("0s", "8760h"),
     "spec.checks[].timeout": ("1s", "24h"),
     "spec.checks[].http.expect.maxLatency": ("1ms", "5m"),
 }

@@ -207,7 +207,8 @@ def test_a_check_failure_is_notified_like_any_rollback() -> None:
     before = sim.status.model_copy(deep=True)
     answer(sim, "smoke", False, "GET '/healthz': status 503 is not 2xx")
     sim.tick()
-    (notice,) = transitions(before, sim.status, "ns", "web", 60.0)
+    failed, notice = transitions(before, sim.status, "ns", "web", 60.0)
+    assert (failed.kind, failed.check) == (NotificationEvent.CHECK_FAILED, "smoke")
     assert notice.kind is NotificationEvent.ROLLED_BACK and notice.reason == "CheckFailed"
     assert "check smoke (BeforeTraffic) failed: GET '/healthz': status 503" in notice.message
 

@@ -16,8 +16,10 @@ that was read gives back exactly what was read.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -1094,18 +1096,121 @@ class MetricConvention(StrEnum):
 
 
 class NotificationEvent(StrEnum):
-    """What a webhook is told about."""
+    """What a webhook is told about (docs/notifications.md says when each is sent)."""
 
+    ROLLOUT_STARTED = "RolloutStarted"
+    STEP_ADVANCED = "StepAdvanced"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    HELD = "Held"
+    CHECK_FAILED = "CheckFailed"
+    SHADOW_MISMATCH = "ShadowMismatch"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
-    HELD = "Held"
+
+
+DEFAULT_NOTIFICATION_EVENTS = (
+    NotificationEvent.PROMOTED,
+    NotificationEvent.ROLLED_BACK,
+    NotificationEvent.HELD,
+)
+"""What a webhook that names no events is told: the three events of the first release."""
 
 
 class WebhookType(StrEnum):
-    """The body a webhook gets: our JSON document, or a Slack-compatible {"text": ...}."""
+    """The body a webhook gets."""
 
     JSON = "json"
     SLACK = "slack"
+    TEAMS = "teams"
+    GENERIC = "generic"
+
+
+class WebhookMethod(StrEnum):
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+
+
+MESSAGE_VARIABLES = (
+    "event",
+    "namespace",
+    "name",
+    "revision",
+    "stableRevision",
+    "images",
+    "weight",
+    "step",
+    "stage",
+    "phase",
+    "reason",
+    "message",
+    "check",
+    "at",
+    "summary",
+)
+"""The ``$variables`` of a notification template (notify/template.py gives their values)."""
+
+
+def _known_only(variables: Sequence[str]) -> str:
+    """A pattern that every "$" is "$$", or opens a known $name or ${name} (a bare $name
+    not followed by more of a name): string.Template's syntax, with character classes
+    only (CEL's RE2)."""
+    names = "(" + "|".join(variables) + ")"
+    bare, delimited = f"[$]{names}", f"[$][$]|[$][{{]{names}[}}]"
+    return f"^([^$]|{delimited}|({bare})+([^$A-Za-z0-9_]|{delimited}))*({bare})*$"
+
+
+MAX_MESSAGE_TEMPLATE = 1024
+"""A message's length: as long as the API server's CEL cost budget allows, for 10
+webhooks with a template for each event."""
+MAX_BODY_TEMPLATE = 2048
+
+
+def _template_type(variables: Sequence[str], doc: str, max_length: int) -> Any:
+    """A string of string.Template syntax using only these variables, checked by CEL at
+    apply and by its Python twin in the operator."""
+    pattern = _known_only(variables)
+    message = "unknown variable or stray $ (write $$ for a dollar sign); known: " + ", ".join(
+        "$" + v for v in variables
+    )
+
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern[1:-1], text):
+            raise ValueError(message)
+        return text
+
+    return Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=max_length),
+        AfterValidator(check),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": max_length,
+                "description": doc,
+                "x-kubernetes-validations": [
+                    {"rule": f"self.matches('{pattern}')", "message": message}
+                ],
+            }
+        ),
+    ]
+
+
+MessageTemplate = _template_type(
+    MESSAGE_VARIABLES,
+    "A notification text with $variables (string.Template).",
+    MAX_MESSAGE_TEMPLATE,
+)
+"""A notification text with ``$variables`` (Python's string.Template: no code runs)."""
+BodyTemplate = _template_type(
+    (*MESSAGE_VARIABLES, "text"),
+    "A JSON body with $variables, $text the message.",
+    MAX_BODY_TEMPLATE,
+)
+"""A generic webhook's body: the message's variables and ``$text``, the message."""
 
 
 TEMPLATE_PLACEHOLDERS = (
@@ -1290,8 +1395,15 @@ class UnreachableSpec(SpecModel):
     )
 
 
+class EventTemplate(SpecModel):
+    """The message of one event."""
+
+    event: NotificationEvent = Field(description="The event.")
+    template: MessageTemplate = Field(description="Its message, with $variables.")
+
+
 class Webhook(SpecModel):
-    """An HTTP endpoint told about promotions, rollbacks and holds."""
+    """An HTTP endpoint told about the events it names (docs/notifications.md)."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -1299,35 +1411,96 @@ class Webhook(SpecModel):
                 "has(self.url) != has(self.urlSecretRef)",
                 "exactly one of url and urlSecretRef must be set",
             ),
+            (
+                "has(self.body) == (self.type == 'generic')",
+                "body is set for a generic webhook, and only for one",
+            ),
+            (
+                "self.type == 'generic' || (!has(self.method) && !has(self.headersSecretRef))",
+                "method and headersSecretRef are for a generic webhook",
+            ),
         )
     )
 
     name: DnsLabel = Field(description="Name of the webhook (for logs and status).")
     type: WebhookType = Field(
         WebhookType.JSON,
-        description='json posts our JSON document; slack posts {"text": ...} (Slack, '
-        "Mattermost, Rocket.Chat incoming webhooks).",
+        description='json posts our JSON document (with the message as "text"); slack posts '
+        '{"text": ...} (Slack, Mattermost, Rocket.Chat incoming webhooks); teams posts an '
+        "Adaptive Card message (a Microsoft Teams Workflows webhook); generic sends body.",
     )
     url: Annotated[str, StringConstraints(pattern=WEBHOOK_URL_PATTERN, max_length=2048)] | None = (
-        Field(None, description="Where to POST; exactly one of url and urlSecretRef.")
+        Field(None, description="Where to send; exactly one of url and urlSecretRef.")
     )
     url_secret_ref: SecretKeyReference | None = Field(
         None,
-        description="A Secret key holding the URL (a Slack webhook URL is a credential).",
+        description="A Secret key holding the URL (a Slack or Teams webhook URL is a credential).",
     )
     events: list[NotificationEvent] = Field(
-        default_factory=lambda: list(NotificationEvent),
+        default_factory=lambda: list(DEFAULT_NOTIFICATION_EVENTS),
         min_length=1,
-        max_length=3,
-        description="Promoted, RolledBack and/or Held (the analysis holds the rollout).",
-        json_schema_extra={"default": [e.value for e in NotificationEvent]},
+        max_length=len(NotificationEvent),
+        description="The events told: " + ", ".join(e.value for e in NotificationEvent) + ".",
+        json_schema_extra={"default": [e.value for e in DEFAULT_NOTIFICATION_EVENTS]},
+    )
+    template: MessageTemplate | None = Field(
+        None,
+        description="The message, with $variables (docs/notifications.md); unset: a "
+        "one-line summary of the event ($summary).",
+    )
+    templates: list[EventTemplate] = Field(
+        default_factory=list,
+        max_length=len(NotificationEvent),
+        description="A message per event, in place of template for that event.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["event"],
+        },
+    )
+    body: BodyTemplate | None = Field(
+        None,
+        description="generic: the JSON body, with $variables; each value is escaped "
+        'for a JSON string ("text": "$message"), and $text is the rendered message.',
+    )
+    method: WebhookMethod | None = Field(
+        None, description="generic: POST (when unset), PUT or PATCH."
+    )
+    headers_secret_ref: SecretReference | None = Field(
+        None,
+        description="generic: a Secret whose every key is a header name and value sent "
+        "(Authorization, say); read at every delivery, never logged or written to status.",
     )
 
     @model_validator(mode="after")
     def _one_url(self) -> Self:
         if (self.url is None) == (self.url_secret_ref is None):
             raise ValueError("exactly one of url and urlSecretRef must be set")
+        if (self.body is not None) != (self.type is WebhookType.GENERIC):
+            raise ValueError("body is set for a generic webhook, and only for one")
+        if self.type is not WebhookType.GENERIC and (
+            self.method is not None or self.headers_secret_ref is not None
+        ):
+            raise ValueError("method and headersSecretRef are for a generic webhook")
+        if len({t.event for t in self.templates}) != len(self.templates):
+            raise ValueError("one template per event")
+        if self.body is not None:
+            _check_json_body(self.body)
         return self
+
+
+def _check_json_body(body: str) -> None:
+    """A generic body is JSON once its variables are filled in: tried with every
+    variable set to a sample (values are escaped for a JSON string, so any value
+    gives JSON when the sample does)."""
+    sample = {v: "x" for v in (*MESSAGE_VARIABLES, "text")}
+    sample.update(weight="0", step="0")
+    try:
+        json.loads(string.Template(body).safe_substitute(sample))
+    except ValueError as exc:
+        raise ValueError(
+            f"body is not JSON once its variables are filled in: {exc}; a text variable "
+            'goes inside quotes ("$message"), only $weight and $step may stand alone'
+        ) from None
 
 
 class NotificationSpec(SpecModel):
@@ -1346,8 +1519,8 @@ class NotificationSpec(SpecModel):
     )
     cooldown: Wait = Field(
         "5m",
-        description="The same notification (kind, route, revision or reason) is sent at "
-        "most once per cooldown.",
+        description="The same notification (event, route, revision and step, check or "
+        "reason) is sent at most once per cooldown.",
     )
     hold_after: Wait = Field(
         "1m",
@@ -1363,6 +1536,16 @@ class NotificationSpec(SpecModel):
         if len(names) != len(set(names)):
             raise ValueError("webhook names must be unique")
         return webhooks
+
+
+NOTIFICATION_RULES: list[Rule] = [
+    Rule(
+        "set spec.notifications or spec.analysis.notifications (its deprecated spelling), not both",
+        ".notifications",
+        when=(Has("notifications"),),
+        must=Lacks("analysis.notifications"),
+    ),
+]
 
 
 class AnalysisSpec(SpecModel):
@@ -1394,7 +1577,8 @@ class AnalysisSpec(SpecModel):
         json_schema_extra={"default": {}},
     )
     notifications: NotificationSpec | None = Field(
-        None, description="Webhooks told about promotions, rollbacks and holds."
+        None,
+        description="Deprecated: the same as spec.notifications (set one of them).",
     )
     metrics: list[MetricCheck] = Field(
         default_factory=list,
@@ -1690,7 +1874,9 @@ class AcceptanceCheck(SpecModel):
 class ShadowRouteSpec(SpecModel):
     """The service and the version it should run; the operator never writes it."""
 
-    model_config = ConfigDict(json_schema_extra=validations(SPEC_TRAFFIC_RULES))
+    model_config = ConfigDict(
+        json_schema_extra=validations([*SPEC_TRAFFIC_RULES, *NOTIFICATION_RULES])
+    )
 
     replicas: int = Field(1, ge=0, le=1000, description="Pods of the primary version.")
     template: PodTemplate = Field(
@@ -1727,6 +1913,10 @@ class ShadowRouteSpec(SpecModel):
         description="Acceptance checks the new version must pass (docs/checks.md).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    notifications: NotificationSpec | None = Field(
+        None,
+        description="Webhooks told about the rollout's events (docs/notifications.md).",
+    )
 
     @field_validator("checks")
     @classmethod
@@ -1738,7 +1928,7 @@ class ShadowRouteSpec(SpecModel):
 
     @model_validator(mode="after")
     def _traffic_fits_the_spec(self) -> Self:
-        enforce(self, SPEC_TRAFFIC_RULES)
+        enforce(self, [*SPEC_TRAFFIC_RULES, *NOTIFICATION_RULES])
         return self
 
 
@@ -1916,11 +2106,20 @@ class PendingNotification(StatusModel):
     given up on); delivered again after a crash, so at least once."""
 
     id: str = Field(pattern=r"^[0-9a-f]{16}$", description="Identifies it across restarts.")
-    kind: NotificationEvent = Field(description="Promoted, RolledBack or Held.")
+    kind: NotificationEvent = Field(description="The event.")
     revision: str = Field("", description="The revision it is about.")
     reason: str = Field("", max_length=1024, description="Why, in one CamelCase word.")
     message: str = Field("", description="Why, for people.")
     at: Timestamp | None = Field(None, description="When it happened.")
+    stage: str = Field("", max_length=64, description="The stage then.")
+    weight: int = Field(0, ge=0, le=100, description="The canary weight then.")
+    step: int = Field(0, ge=0, description="The canary step then.")
+    check: str = Field("", max_length=253, description="The acceptance check (CheckFailed).")
+    images: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="The revision's container images, when the spec still holds it.",
+    )
 
 
 class CheckState(StrEnum):

@@ -1,21 +1,20 @@
-"""Notifications: a JSON webhook and a Slack-compatible one, on promote, rollback and
-hold.
+"""Delivery: which notices a status change sends (the cooldown), and sending the
+pending ones in the background.
 
-What to send is decided from two statuses, the one read and the one decided
-(`transitions`, pure): a new history entry is a promotion or a rollback; the
-AnalysisHealthy condition turning False (or Unknown with NoData) while a rollout runs is
-a hold. The notices are written into `status.pendingNotifications` together with the
-status that decided them, before anything is sent: delivered at least once, however
-the operator is stopped (a restarted operator sends what is still pending), never for a
-decision whose status write failed.
+The notices are written into `status.pendingNotifications` together with the status
+that decided them, before anything is sent: delivered at least once, however the
+operator is stopped (a restarted operator sends what is still pending), never for a
+decision whose status write failed. Each pending notice keeps what status said when it
+was decided (stage, weight, step, check, images), so a restarted operator sends the
+same words.
 
 Delivery runs in the background (a rollback never waits for a webhook): a few
 attempts with backoff and jitter on transient errors, each bounded by a timeout; then
 the notice is settled (delivered or given up on) and the reconciler drops it from
-status. A cooldown per route, kind and revision (or hold reason) keeps an outage that
-comes and goes from spamming; it lives in memory, which at worst lets one repeat
-through a restart. URLs may be credentials (a Slack webhook URL is one): they are
-never logged.
+status. A cooldown per route, event and revision (and step, check or hold reason)
+keeps an outage that comes and goes from spamming; it lives in memory, which at worst
+lets one repeat through a restart. URLs and headers may be credentials (a Slack or
+Teams webhook URL is one): they are never logged nor written to status.
 """
 
 from __future__ import annotations
@@ -25,178 +24,51 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 
-from .analysis.judge import fmt
-from .api.duration import parse_duration
-from .api.models import (
-    AnalysisSpec,
-    NotificationEvent,
+from ..api.duration import parse_duration
+from ..api.models import (
+    NotificationSpec,
     PendingNotification,
+    ShadowRouteSpec,
     ShadowRouteStatus,
     Webhook,
     WebhookType,
-    parse_timestamp,
 )
-from .http import Http
-from .names import ROLLOUT_STAGES, Stage
-from .reasons import Reason
-from .secrets import CredentialsError, Secrets
+from ..http import Http
+from ..rollout.machine import desired_revision, template_dict
+from ..secrets import CredentialsError, Secrets
+from .events import Notice, transitions
+from .targets import request
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3
 TIMEOUT = 5.0
-HOLD_STAGES = (*ROLLOUT_STAGES, Stage.SUCCEEDED)
-_ICONS = {"Promoted": ":white_check_mark:", "RolledBack": ":rotating_light:", "Held": ":pause:"}
 
 
-@dataclass(frozen=True)
-class Notice:
-    """One thing to tell: a promotion, a rollback or a hold."""
-
-    kind: NotificationEvent
-    namespace: str
-    name: str
-    revision: str
-    reason: str
-    message: str
-    status: ShadowRouteStatus
-    at: str = ""
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        """What the cooldown counts as "the same notification"."""
-        which = self.reason if self.kind is NotificationEvent.HELD else self.revision
-        return (self.namespace, self.name, self.kind.value, which)
-
-    def document(self) -> dict[str, Any]:
-        """The generic webhook's JSON body."""
-        s = self.status
-        return {
-            "kind": self.kind.value,
-            "namespace": self.namespace,
-            "name": self.name,
-            "revision": self.revision,
-            "stableRevision": s.stable_revision,
-            "phase": str(s.phase),
-            "canaryWeight": s.canary_weight,
-            "reason": self.reason,
-            "message": self.message,
-            "at": self.at,
-            "analysis": {
-                "verdict": str(s.analysis.verdict) if s.analysis.verdict else None,
-                "consecutiveFailures": s.analysis.consecutive_failures,
-                "metrics": [
-                    {
-                        "name": m.name,
-                        "value": m.value,
-                        "verdict": str(m.verdict),
-                        "reason": m.reason,
-                        "query": m.query,
-                    }
-                    for m in s.analysis.metrics
-                ],
-            },
-        }
-
-    def text(self) -> str:
-        """The Slack-compatible one-message summary."""
-        what = {
-            NotificationEvent.PROMOTED: f"revision {self.revision} promoted",
-            NotificationEvent.ROLLED_BACK: f"revision {self.revision} rolled back ({self.reason})",
-            NotificationEvent.HELD: f"rollout of {self.revision} held ({self.reason})",
-        }[self.kind]
-        values = ", ".join(
-            f"{m.name}={fmt(m.value)} {m.verdict}" for m in self.status.analysis.metrics
-        )
-        lines = [f"{_ICONS[self.kind.value]} *{self.namespace}/{self.name}*: {what}"]
-        if self.message:
-            lines.append(self.message)
-        if values:
-            lines.append(f"metrics: {values}")
-        return "\n".join(lines)
-
-
-def transitions(
-    old: ShadowRouteStatus,
-    new: ShadowRouteStatus,
-    namespace: str,
-    name: str,
-    hold_after: float = 0.0,
-) -> list[Notice]:
-    """What happened between two statuses that a person should hear about.
-
-    A hold is told once it has lasted `hold_after` seconds, as seen by an analysis
-    run: the first runs of every step have no data yet, and that is no news.
-    """
-    out = []
-    if new.history and (not old.history or new.history[0] != old.history[0]):
-        entry = new.history[0]
-        kind = {
-            "Promoted": NotificationEvent.PROMOTED,
-            "RolledBack": NotificationEvent.ROLLED_BACK,
-        }.get(str(entry.outcome))
-        if kind is not None:
-            out.append(
-                Notice(
-                    kind,
-                    namespace,
-                    name,
-                    entry.revision,
-                    entry.reason,
-                    entry.message,
-                    new,
-                    entry.at or "",
-                )
-            )
-    if (
-        not any(n.kind is NotificationEvent.ROLLED_BACK for n in out)
-        and str(new.stage) in HOLD_STAGES
-    ):
-        notice = _hold(old, new, namespace, name, hold_after)
-        if notice is not None:
-            out.append(notice)
-    return out
-
-
-def _hold(
-    old: ShadowRouteStatus, new: ShadowRouteStatus, namespace: str, name: str, hold_after: float
-) -> Notice | None:
-    """A Held notice when the analysis has held the rollout for hold_after seconds by
-    the latest run, and had not at the run before (or held for another reason)."""
-    after = new.condition("AnalysisHealthy")
-    if after is None or not after.last_transition_time:
+def notification_spec(spec: ShadowRouteSpec | None) -> NotificationSpec | None:
+    """spec.notifications, or its deprecated spelling spec.analysis.notifications."""
+    if spec is None:
         return None
-    if after.status != "False" and after.reason != Reason.NO_DATA:  # NoData is Unknown
-        return None
-    since = parse_timestamp(after.last_transition_time)
+    if spec.notifications is not None:
+        return spec.notifications
+    return spec.analysis.notifications if spec.analysis is not None else None
 
-    def long_enough(s: ShadowRouteStatus) -> bool:
-        run = s.analysis.last_run_at
-        return bool(run) and (parse_timestamp(run) - since).total_seconds() >= hold_after
 
-    if not long_enough(new):
-        return None
-    before = old.condition("AnalysisHealthy")
-    same = before is not None and (before.status, before.reason) == (after.status, after.reason)
-    if same and long_enough(old):
-        return None  # told already
-    revision = new.analysis.revision or new.canary_revision
-    return Notice(
-        NotificationEvent.HELD,
-        namespace,
-        name,
-        revision,
-        after.reason,
-        after.message,
-        new,
-        after.last_transition_time,
-    )
+def desired_images(spec: ShadowRouteSpec) -> tuple[str, tuple[str, ...]]:
+    """The revision the spec asks for and its container images (init containers too)."""
+    pod = template_dict(spec).get("spec") or {}
+    images = [
+        c.get("image", "")
+        for key in ("initContainers", "containers")
+        for c in pod.get(key) or []
+        if c.get("image")
+    ]
+    return desired_revision(spec), tuple(images)
 
 
 def pending_id(*parts: object) -> str:
@@ -234,20 +106,26 @@ class Notifier:
 
     def decide(
         self,
-        spec: AnalysisSpec | None,
+        spec: NotificationSpec | None,
         old: ShadowRouteStatus,
         new: ShadowRouteStatus,
         namespace: str,
         name: str,
+        desired: tuple[str, Sequence[str]] = ("", ()),
     ) -> list[PendingNotification]:
-        """The notices the change from old to new sends, for status.pendingNotifications."""
-        if spec is None or spec.notifications is None:
+        """The notices the change from old to new sends, for status.pendingNotifications.
+        `desired` is the revision the spec holds and its images: a notice about that
+        revision names them."""
+        if spec is None:
             return []
-        cooldown = parse_duration(spec.notifications.cooldown)
+        cooldown = parse_duration(spec.cooldown)
         now = self._clock()
         due = []
-        hold_after = parse_duration(spec.notifications.hold_after)
+        hold_after = parse_duration(spec.hold_after)
+        wanted = {e for hook in spec.webhooks for e in hook.events}
         for notice in transitions(old, new, namespace, name, hold_after):
+            if notice.kind not in wanted:
+                continue  # no webhook asks for it: nothing to keep in status
             last, _ = self._sent.get(notice.key, (None, 0.0))
             if last is not None and now - last < cooldown:
                 log.info(
@@ -269,13 +147,18 @@ class Notifier:
                     reason=notice.reason,
                     message=notice.message,
                     at=notice.at or None,
+                    stage=notice.stage,
+                    weight=notice.weight,
+                    step=notice.step,
+                    check=notice.check,
+                    images=list(desired[1])[:32] if notice.revision == desired[0] else [],
                 )
             )
         return due
 
     def deliver(
         self,
-        spec: AnalysisSpec | None,
+        spec: NotificationSpec | None,
         status: ShadowRouteStatus,
         namespace: str,
         name: str,
@@ -296,14 +179,18 @@ class Notifier:
                 namespace,
                 name,
                 pending.revision,
-                pending.reason,
-                pending.message,
-                status,
-                pending.at or "",
+                reason=pending.reason,
+                message=pending.message,
+                at=pending.at or "",
+                stage=pending.stage,
+                weight=pending.weight,
+                step=pending.step,
+                check=pending.check,
+                images=tuple(pending.images),
+                stable_revision=status.stable_revision,
+                status=status,
             )
-            hooks = []
-            if spec is not None and spec.notifications is not None:
-                hooks = [h for h in spec.notifications.webhooks if notice.kind in h.events]
+            hooks = [h for h in spec.webhooks if notice.kind in h.events] if spec else []
             task = asyncio.get_running_loop().create_task(
                 self._deliver_all(hooks, notice, pending.id, kube, on_settled)
             )
@@ -326,7 +213,7 @@ class Notifier:
 
     def notify(
         self,
-        spec: AnalysisSpec | None,
+        spec: NotificationSpec | None,
         old: ShadowRouteStatus,
         new: ShadowRouteStatus,
         namespace: str,
@@ -370,16 +257,24 @@ class Notifier:
         where = f"webhook {hook.name} of {namespace}/{notice.name}"
         try:
             url = hook.url or await _secret_url(hook, namespace, kube, self._secrets)
+            headers = await _secret_headers(hook, namespace, kube, self._secrets)
         except CredentialsError as exc:
             log.warning("%s: %s not sent: %s", where, notice.kind, exc)
             return
-        body = {"text": notice.text()} if hook.type is WebhookType.SLACK else notice.document()
+        try:
+            req = request(hook, notice)
+        except ValueError as exc:
+            log.warning("%s: %s not sent: the body is not JSON: %s", where, notice.kind, exc)
+            return
+        headers = {**headers, "Content-Type": req.content_type}
         for attempt in range(ATTEMPTS):
             problem = ""
             try:
-                async with self._session().post(
+                async with self._session().request(
+                    req.method,
                     url,
-                    json=body,
+                    data=req.body,
+                    headers=headers,
                     timeout=aiohttp.ClientTimeout(total=TIMEOUT),
                     allow_redirects=False,
                 ) as resp:
@@ -392,8 +287,8 @@ class Notifier:
                         break  # refused for good: asking again changes nothing
             except TimeoutError:
                 problem = f"no answer within {TIMEOUT:g}s"
-            except (aiohttp.ClientError, OSError) as exc:
-                problem = type(exc).__name__  # its text may quote the URL
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                problem = type(exc).__name__  # its text may quote the URL or a header
             if attempt + 1 < ATTEMPTS:
                 await self._sleep(random.random() * min(4.0, 0.5 * 2**attempt))
         log.warning("%s: %s not delivered: %s", where, notice.kind, problem)
@@ -409,3 +304,24 @@ async def _secret_url(hook: Webhook, namespace: str, kube: Any, secrets: Secrets
     if not url.startswith(("http://", "https://")):
         raise CredentialsError(f"Secret {namespace}/{ref.name} key {ref.key} is not an http(s) URL")
     return url
+
+
+async def _secret_headers(
+    hook: Webhook, namespace: str, kube: Any, secrets: Secrets
+) -> dict[str, str]:
+    """A generic webhook's headers: each key of its Secret, with its value."""
+    ref = hook.headers_secret_ref
+    if ref is None or hook.type is not WebhookType.GENERIC:
+        return {}
+    data = await secrets.read(kube, namespace, ref.name)
+    headers = {}
+    for key, raw in data.items():
+        value = raw.decode(errors="replace").strip()
+        if not key.replace("-", "").isalnum() or "\n" in value or "\r" in value:
+            raise CredentialsError(
+                f"Secret {namespace}/{ref.name} key {key} is not a header name with a "
+                "one-line value"
+            )
+        secrets.remember(value)
+        headers[key] = value
+    return headers
