@@ -102,6 +102,29 @@ def test_spec_paused_is_not_resumed_by_a_gate() -> None:
     assert "spec.paused" in verdict.message
 
 
+def test_retry_says_it_lifts_the_pause_gate_and_what_spec_paused_still_holds() -> None:
+    rolled_back = {"stage": "RolledBack", "rolledBackRevision": "bbb", "userPaused": True}
+    verdict = gates.check("retry", rolled_back)
+    assert verdict.write and "lifts the pause gate" in verdict.message
+    verdict = gates.check("retry", rolled_back, {"paused": True})
+    assert "spec.paused still holds" in verdict.message
+    assert "pause" not in gates.check("retry", {"stage": "RolledBack"}).message
+
+
+def test_resume_wait_names_the_hold_that_keeps_a_noted_resume() -> None:
+    status = {
+        "phase": "Paused",
+        "stage": "Progressing",
+        "message": "canary step 1/2 (10%): waiting for the analysis to pass (resume noted)",
+        "gates": {"resume": "t0", "resumeNoted": "t1"},
+    }
+    said = gates.seen("resume", "t1", status)
+    assert said is not None and "noted by the operator" in said
+    assert "waiting for the analysis to pass;" in said and "(resume noted)" not in said
+    assert gates.seen("resume", "t2", status) is None  # another token: not seen yet
+    assert gates.seen("resume", "t0", status).startswith("acknowledged by the operator")
+
+
 # --------------------------------------------------------------------------- views
 
 
@@ -176,6 +199,10 @@ def test_status_view_shows_stage_weights_checks_and_events() -> None:
     text = view.status_view(obj, view.sort_events(list(reversed(events))), NOW)
     assert "phase Paused (stage Progressing)" in text
     assert "canary step 1/2: weight 25%, pause 1m" in text
+    obj["status"]["canaryWeight"] = 0  # not routed yet: the stage line says what is
+    assert "canary step 1/2: weight 0% (25% once the step starts), pause 1m" in (
+        view.status_view(obj, [], NOW)
+    )
     assert "canary 25%" in text and "held by    pause gate" in text
     assert re.search(r"error-rate\s+0\.0123456\s+Fail\s+30s\s+above max 0.01", text)
     assert re.search(r"p95\s+-\s+Inconclusive", text)

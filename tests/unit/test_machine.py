@@ -717,6 +717,72 @@ def test_retry_gate_restarts_a_rolled_back_revision() -> None:
     assert d.status.canary_weight == 10  # the old abort token does not fire again
 
 
+def test_retry_after_pause_and_abort_lifts_the_pause_gate() -> None:
+    """A retry is an explicit go: the retried rollout is not left held by the pause
+    gate that was on when it was aborted (issue 14, item 3)."""
+    sim = Sim(spec_dict(steps=STEPS)).stable()
+    rolling(sim)
+    sim.gate("pause")
+    sim.tick()
+    sim.gate("abort")
+    sim.tick()
+    assert sim.status.stage == "RolledBack" and sim.status.user_paused
+    sim.gate("retry")
+    d = sim.tick()
+    assert not d.status.user_paused and d.status.phase == "Progressing"
+    assert ("Resumed", "the retry gate lifts the pause gate") in [
+        (e.reason, e.message) for e in d.events
+    ]
+    d = sim.run_until(lambda s: s.status.canary_weight == 10)
+    assert d.status.phase == "Progressing"
+
+
+def test_retry_in_the_cooldown_lifts_the_pause_gate_too() -> None:
+    sim = Sim(spec_dict(steps=STEPS)).stable()
+    rolling(sim)
+    new = sim.desired
+    sim.gate("abort")
+    sim.tick()
+    sim.set_image("web:1")  # reverted: Stable, then back to the rolled-back template
+    sim.run_until(lambda s: s.status.stage == "Stable")
+    sim.gate("pause")
+    sim.set_image("web:2")
+    d = sim.tick()
+    assert sim.desired == new and d.status.stage == "Stable" and d.status.user_paused
+    sim.gate("retry")
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and not d.status.user_paused
+
+
+def test_spec_paused_still_holds_a_retried_rollout() -> None:
+    sim = Sim(spec_dict(steps=STEPS)).stable()
+    rolling(sim)
+    sim.gate("abort")
+    sim.tick()
+    sim.set_spec(paused=True)
+    sim.gate("retry")
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and d.status.phase == "Paused"
+
+
+def test_a_resume_held_by_the_analysis_is_noted_in_status() -> None:
+    """The token of a resume another hold keeps is recorded as noted (not acted on),
+    so `resume --wait` can say that hold; it goes once the resume is spent."""
+    sim = Sim(spec_dict(steps=[{"weight": 10, "pause": {}}, {"weight": 50}])).stable()
+    rolling(sim)
+    sim.analysis = AnalysisSignal(Health.PENDING)
+    sim.gate("resume", "2026-11-25T05:00:10.000000000Z")
+    d = sim.tick()
+    assert d.status.gates.resume_noted == "2026-11-25T05:00:10.000000000Z"
+    assert d.status.gates.resume != d.status.gates.resume_noted
+    assert "waiting for the analysis to pass (resume noted)" in d.status.message
+    assert sim.tick(30).status.gates.resume_noted  # still noted: no flapping
+    sim.analysis = AnalysisSignal(Health.HEALTHY)
+    d = sim.tick()
+    assert d.status.current_step == 1 and d.status.gates.resume_noted == ""
+    assert d.status.gates.resume == "2026-11-25T05:00:10.000000000Z"
+
+
 def test_a_newer_template_after_a_rollback_starts_a_rollout() -> None:
     sim = Sim(spec_dict(steps=STEPS)).stable()
     rolling(sim)

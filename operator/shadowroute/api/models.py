@@ -1751,6 +1751,12 @@ class GateStatus(StatusModel):
     pause: str = Field("", description="Last pause token acted on.")
     resume: str = Field("", description="Last resume token acted on.")
     retry: str = Field("", description="Last retry token acted on.")
+    resume_noted: str = Field(
+        "",
+        description="A resume token seen at a step that waits for a person while another "
+        "hold (the analysis, a check) keeps the step; not acted on yet: the step advances "
+        "once that hold lifts. Unset otherwise.",
+    )
 
 
 class Condition(StatusModel):

@@ -119,7 +119,11 @@ def _stage_line(obj: dict[str, Any]) -> str:
             held = f"pause {pause['duration']}"
         else:
             held = "waits for promote/resume"
-        return f"canary step {i + 1}/{len(steps)}: weight {step.get('weight')}%, {held}"
+        weight, routed = step.get("weight"), status.get("canaryWeight") or 0
+        # The weight actually routed (the traffic line's): a step takes its weight only
+        # once its canary is ready, not paused, and past its before-traffic checks.
+        shown = f"{routed}%" if routed == weight else f"{routed}% ({weight}% once the step starts)"
+        return f"canary step {i + 1}/{len(steps)}: weight {shown}, {held}"
     return stage
 
 

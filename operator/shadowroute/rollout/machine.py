@@ -31,7 +31,17 @@ from ..api.models import (
     format_timestamp,
     parse_timestamp,
 )
-from ..names import BASELINE, CANARY, COMPARATOR, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
+from ..names import (
+    BASELINE,
+    CANARY,
+    COMPARATOR,
+    GATE_NAMES,
+    PAUSED,
+    RESUME_NOTED,
+    SHADOW,
+    Phase,
+    Stage,
+)
 from ..reasons import Reason
 from ..revision import template_revision
 from ..stages import canary_step, current_step, in_rollout, replicas_for
@@ -140,6 +150,7 @@ def decide(
 def _acknowledge_gates(run: _Run) -> None:
     s, g = run.s, run.obs.gates
     acked = s.gates
+    acked.resume_noted = ""  # said again below while a hold still keeps the step
     run.acked_before = {name: getattr(acked, name) for name in GATE_NAMES}
     for name in GATE_NAMES:
         token = getattr(g, name)
@@ -494,7 +505,11 @@ def _stable(run: _Run) -> None:
     if run.desired == s.stable_revision:
         s.message = f"revision {s.stable_revision} is serving"
         return
-    if "retry" not in run.fired and _cooling_down(run):
+    if "retry" in run.fired and run.desired == s.rolled_back_revision:
+        _retry_lifts_pause(run)
+        _start_rollout(run, "retry gate")
+        return
+    if _cooling_down(run):
         return
     _start_rollout(run, "new template")
 
@@ -525,6 +540,7 @@ def _rolled_back(run: _Run) -> None:
         run.event(Reason.STABLE, s.message)
         return
     if "retry" in run.fired:
+        _retry_lifts_pause(run)
         _start_rollout(run, "retry gate")
         return
     if run.desired != s.rolled_back_revision:
@@ -534,6 +550,15 @@ def _rolled_back(run: _Run) -> None:
         f"revision {s.rolled_back_revision} rolled back ({s.rollback_reason}); "
         f"revision {s.stable_revision} serves; use the retry gate or change the template"
     )
+
+
+def _retry_lifts_pause(run: _Run) -> None:
+    """A retry is an explicit go: it lifts the pause gate (spec.paused, which is yours,
+    still holds the rollout it starts; the CLI says so)."""
+    s = run.s
+    if s.user_paused:
+        s.user_paused = False
+        run.event(Reason.RESUMED, "the retry gate lifts the pause gate")
 
 
 def _rollout_prelude(run: _Run) -> bool:
@@ -733,7 +758,8 @@ def _progressing(run: _Run) -> None:
         if waits_for_person and "resume" in run.fired:
             # Keep the resume for when the checks pass: leave its token unacknowledged.
             s.gates.resume = run.acked_before["resume"]
-            s.message += " (resume noted)"
+            s.gates.resume_noted = run.obs.gates.resume
+            s.message += RESUME_NOTED
         return
     run.fired.discard("resume")  # spent: it releases one step, not the next one too
     if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):
