@@ -293,7 +293,7 @@ def test_plan_of_a_new_route_creates_everything() -> None:
         ("create", "Deployment"),
         ("create", "Service"),
     }
-    assert len(p.objects) == 7
+    assert len(p.objects) == 5  # web, -primary, -canary Services and Deployments: no shadow
     text = plan.render(p, "accepted")
     assert "the first version" in text and "would change: yes" in text
 

@@ -71,7 +71,7 @@ def test_first_apply_initializes_until_primary_ready_then_stable() -> None:
     assert cond(sim, "Degraded") == ("False", "AsExpected")
     assert [e.reason for e in d.events] == ["Available"]
     assert d.requeue_after is None
-    assert sim.deps[CANARY].replicas == 0 and sim.deps[SHADOW].replicas == 0
+    assert sim.deps[CANARY].replicas == 0 and SHADOW not in sim.deps  # no shadow stage
 
 
 def test_first_apply_never_available_fails_then_recovers() -> None:

@@ -294,6 +294,25 @@ class StatusModel(_WireModel):
         validate_assignment=True,
     )
 
+    def to_k8s(self) -> dict[str, Any]:
+        """The wire form without empty optional values: an unset string (`""`), and a
+        nested status left empty by that (`gates: {}`), are left out, so `kubectl
+        describe` shows what is set. Reading back gives the same model (the defaults)."""
+        return _without_empty(super().to_k8s())
+
+
+def _without_empty(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = _without_empty(item)
+        elif isinstance(item, list):
+            item = [_without_empty(i) if isinstance(i, dict) else i for i in item]
+        if item == "" or item == {}:
+            continue
+        out[key] = item
+    return out
+
 
 # --------------------------------------------------------------------------- spec
 
