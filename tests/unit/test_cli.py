@@ -159,7 +159,7 @@ def test_get_rows() -> None:
     header, row = text.splitlines()
     assert header.split() == [
         "NAMESPACE", "NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "MIRROR", "STEP", "READY",
-        "AGE", "MESSAGE",
+        "AGE", "STABLE-IMAGE", "CANARY-IMAGE", "MESSAGE",
     ]  # fmt: skip
     assert row.split()[:10] == [
         "shop", "web", "Progressing", "aaa", "bbb", "50%", "0%", "2/2", "True", "1h",
@@ -221,9 +221,27 @@ def test_status_view_says_when_status_is_stale() -> None:
 
 def test_history_view() -> None:
     obj = live({"history": [{"revision": "bbb", "outcome": "RolledBack", "reason": "Aborted",
-                             "message": "abort gate", "at": "2026-11-25T04:58:00Z"}]})  # fmt: skip
+                             "message": "abort gate", "at": "2026-11-25T04:58:00Z",
+                             "images": "app=web:2",
+                             "changes": "image app: web:1 → web:2"}]})  # fmt: skip
     text = view.history_view(obj, NOW)
-    assert re.search(r"2m\s+2026-11-25T04:58:00Z\s+RolledBack\s+bbb\s+Aborted\s+abort gate", text)
+    assert re.search(
+        r"2m\s+2026-11-25T04:58:00Z\s+RolledBack\s+bbb\s+app=web:2\s+image app: web:1 → web:2"
+        r"\s+Aborted\s+abort gate",
+        text,
+    )
+
+
+def test_status_and_get_wide_show_the_images() -> None:
+    obj = live({"phase": "Progressing", "stage": "Progressing", "stableRevision": "aaa",
+                "canaryRevision": "bbb", "stableImage": "app=web:1", "canaryImage": "app=web:2",
+                "canaryChanges": "image app: web:1 → web:2"})  # fmt: skip
+    text = view.status_view(obj, [], NOW)
+    assert "stable aaa (app=web:1)   canary bbb (app=web:2)" in text
+    assert "changes    image app: web:1 → web:2" in text
+    row = view.get_rows([obj], NOW, all_namespaces=False, wide=True).splitlines()[1]
+    assert re.search(r"app=web:1\s+app=web:2", row)
+    assert "app=web" not in view.get_rows([obj], NOW, all_namespaces=False, wide=False)
     assert "no rollout" in view.history_view(live({}), NOW)
 
 

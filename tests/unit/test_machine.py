@@ -1081,3 +1081,65 @@ def test_a_rolled_back_revision_is_never_retried_by_itself() -> None:
 
     said = RollbackSpec.model_fields["cooldown"].description or ""
     assert "never retried by itself" in said and "automatically" not in said
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_status_and_history_name_the_images_and_what_changed() -> None:
+    """Not only hashes (issue 14, item 7): status names each revision's images and what
+    the canary changes; a history entry keeps both."""
+    sim = Sim(spec_dict(steps=[{"weight": 10, "pause": {}}, {"weight": 50}])).stable()
+    assert (sim.status.stable_image, sim.status.canary_image) == ("app=web:1", "")
+    rolling(sim, "registry.example:5000/acme/web:2")
+    s = sim.status
+    assert (s.stable_image, s.canary_image) == ("app=web:1", "app=acme/web:2")
+    assert s.canary_changes == "image app: web:1 → acme/web:2"
+    sim.gate("abort")
+    d = sim.tick()
+    entry = d.status.history[0]
+    assert (entry.outcome, entry.images, entry.changes) == (
+        "RolledBack",
+        "app=acme/web:2",
+        "image app: web:1 → acme/web:2",
+    )
+    assert d.status.canary_image == d.status.canary_changes == ""
+    assert d.status.to_k8s()["stableImage"] == "app=web:1"
+    assert not sim.tick().status.to_k8s().get("canaryImage")  # at rest: nothing new
+
+
+def test_a_promotion_records_the_images_it_replaced() -> None:
+    sim = promoted(Sim(spec_dict(steps=STEPS)).stable())
+    entry = sim.status.history[0]
+    assert (entry.outcome, entry.images, entry.changes) == (
+        "Promoted",
+        "app=web:2",
+        "image app: web:1 → web:2",
+    )
+    assert sim.status.stable_image == "app=web:2"
+
+
+def test_template_changes_name_fields_never_values() -> None:
+    from shadowroute.revision import IMAGES_LIMIT, template_changes, template_images
+
+    old = {"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [
+        {"name": "app", "image": "web@sha256:" + "f" * 64,
+         "env": [{"name": "TOKEN", "value": "s1"}]},
+        {"name": "log", "image": "fluent:1"},
+    ]}}  # fmt: skip
+    new = {"metadata": {"labels": {"a": "2"}}, "spec": {"nodeSelector": {"x": "y"}, "containers": [
+        {"name": "app", "image": "web:3", "env": [{"name": "TOKEN", "value": "s2"}],
+         "resources": {"limits": {"cpu": "1"}}},
+        {"name": "proxy", "image": "docker.io/envoy:1"},
+    ]}}  # fmt: skip
+    said = template_changes(old, new)
+    assert said == (
+        "labels changed; container log removed; image app: web@sha256:ffffffffffff → web:3; "
+        "env TOKEN changed; app: resources changed; container proxy added (envoy:1); "
+        "spec.nodeSelector changed"
+    )
+    assert "s2" not in said and "s1" not in said
+    assert template_images(new) == "app=web:3, proxy=envoy:1"
+    many = {"spec": {"containers": [{"name": f"c{i}", "image": "x" * 30} for i in range(20)]}}
+    assert len(template_images(many)) == IMAGES_LIMIT and template_images(many).endswith("…")
+    assert template_changes(None, new) == "" and template_images(None) == ""

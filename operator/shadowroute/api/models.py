@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ..names import COMPARE_ROLES, ROLES, Phase, Stage
+from ..revision import CHANGES_LIMIT, IMAGES_LIMIT
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
 from .jsonpath import JSON_PATH_PATTERN, canonical_json_path
 from .rules import Has, Is, Lacks, Rule, enforce, validations
@@ -1916,6 +1917,19 @@ class HistoryEntry(StatusModel):
     reason: str = Field("", description="Why, in one CamelCase word.")
     message: str = Field("", description="Why, for people.")
     at: Timestamp | None = Field(None, description="When it ended.")
+    images: str = Field(
+        "",
+        max_length=IMAGES_LIMIT,
+        description="The revision's container images, `name=image` (registry host left "
+        "out), when its template was known.",
+    )
+    changes: str = Field(
+        "",
+        max_length=CHANGES_LIMIT,
+        description="What its template changed from the revision it replaced (promoted) or "
+        "was tried against (the stable one): images, env names, other container fields, "
+        "other top-level fields; never values.",
+    )
 
 
 OUTBOX_LIMIT = 32
@@ -1987,6 +2001,23 @@ class ShadowRouteStatus(StatusModel):
     )
     canary_revision: str = Field(
         "", description="Revision being rolled out; empty when there is no rollout."
+    )
+    stable_image: str = Field(
+        "",
+        max_length=IMAGES_LIMIT,
+        description="The container images of stableRevision, `name=image` (registry host "
+        "left out); `kubectl get -o wide` shows it.",
+    )
+    canary_image: str = Field(
+        "",
+        max_length=IMAGES_LIMIT,
+        description="The container images of canaryRevision; unset when there is no rollout.",
+    )
+    canary_changes: str = Field(
+        "",
+        max_length=CHANGES_LIMIT,
+        description="What canaryRevision's template changes from stableRevision's "
+        "(`image app: web:1 → web:2; env FOO changed`; names, never values).",
     )
     current_step: int = Field(0, ge=0, description="Index of the current canary step.")
     canary_weight: int = Field(

@@ -43,7 +43,7 @@ from ..names import (
     Stage,
 )
 from ..reasons import Reason
-from ..revision import template_revision
+from ..revision import template_changes, template_images, template_revision
 from ..stages import canary_step, current_step, in_rollout, replicas_for
 from . import conditions
 from .observe import AnalysisSignal, Health, Observation, Workload
@@ -131,6 +131,7 @@ def decide(
         if (s.stage, s.current_step, s.canary_revision) == before:
             break
 
+    _name_images(run, status)
     s.phase = Phase(PAUSED if _shows_paused(run) else (s.stage or Stage.INITIALIZING))
     conditions.update(s, obs, run.now, run.paused)
     lost = conditions.readiness_lost(status, s)
@@ -195,8 +196,47 @@ def _enter(run: _Run, stage: str, step: int = 0) -> None:
 
 
 def _history(run: _Run, revision: str, outcome: str, reason: str, message: str) -> None:
-    run.s.record(
-        HistoryEntry(revision=revision, outcome=outcome, reason=reason, message=message, at=run.ts)
+    s = run.s
+    # A promotion replaced the previous revision; anything else was tried against the
+    # stable one.
+    base = s.previous_revision if outcome == Outcome.PROMOTED else s.stable_revision
+    s.record(
+        HistoryEntry(
+            revision=revision,
+            outcome=outcome,
+            reason=reason,
+            message=message,
+            at=run.ts,
+            images=template_images(_template(run, revision)),
+            changes=template_changes(_template(run, base), _template(run, revision)),
+        )
+    )
+
+
+def _template(run: _Run, revision: str) -> dict[str, Any] | None:
+    if not revision:
+        return None
+    if revision == run.desired:
+        return template_dict(run.spec)
+    return run.obs.templates.get(revision)
+
+
+def _name_images(run: _Run, before: ShadowRouteStatus) -> None:
+    """status.stableImage, canaryImage and canaryChanges from the templates known; a
+    revision whose template is not known keeps what was said of it (or nothing)."""
+    s = run.s
+
+    def said(revision: str, value: str, was_revision: str, was: str) -> str:
+        return value or (was if revision and revision == was_revision else "")
+
+    stable = template_images(_template(run, s.stable_revision))
+    s.stable_image = said(s.stable_revision, stable, before.stable_revision, before.stable_image)
+    canary = template_images(_template(run, s.canary_revision))
+    s.canary_image = said(s.canary_revision, canary, before.canary_revision, before.canary_image)
+    changes = template_changes(_template(run, s.stable_revision), _template(run, s.canary_revision))
+    same = s.stable_revision == before.stable_revision
+    s.canary_changes = said(
+        s.canary_revision if same else "", changes, before.canary_revision, before.canary_changes
     )
 
 
