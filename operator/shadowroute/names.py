@@ -66,6 +66,8 @@ def stage_of(phase: str) -> Stage | None:
 GATE_PREFIX = "shadowroute.io/"
 """A gate is the annotation `shadowroute.io/<gate>: <token>` on the ShadowRoute."""
 GATE_NAMES = ("promote", "abort", "pause", "resume", "retry")
+RESUME_NOTED = " (resume noted)"
+"""Ends status.message while a resume waits for another hold (status.gates.resumeNoted)."""
 
 
 # --------------------------------------------------------------------------- conditions

@@ -39,6 +39,7 @@ from .notify import Notifier, desired_images, notification_spec, transitions
 from .reasons import WRITE_FAILURES, Reason
 from .render import diff
 from .render.comparison import comparator_image, stale_comparison_children
+from .render.workloads import stale_shadow_children
 from .rollout import conditions
 from .rollout.observe import Observation
 from .secrets import Secrets
@@ -300,8 +301,13 @@ async def _apply(
         for current in traffic.stale_routes(owner, desired_objs, found):
             await kube.delete(current)
             w.count += 1
-        # The comparison's children, once the spec stops comparing.
-        for current in stale_comparison_children(owner, spec, desired_objs, live):
+        # The comparison's children once the spec stops comparing, and the shadow's
+        # once no shadow can be of use (both created by us earlier).
+        stale = [
+            *stale_comparison_children(owner, spec, desired_objs, live),
+            *stale_shadow_children(owner, spec, desired_objs, live),
+        ]
+        for current in stale:
             await kube.delete(current)
             w.count += 1
     except traffic.RouteError as exc:

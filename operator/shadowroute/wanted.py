@@ -83,6 +83,7 @@ def wanted(
         analysis=seen.analysis,
         comparison=seen.comparison,
         check_results=seen.check_results,
+        templates=templates,
         primary_template_known=(status.primary_revision or desired) in templates,
     )
     decision = decide(spec, status, obs, now)

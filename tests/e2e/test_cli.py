@@ -191,3 +191,47 @@ def test_forbidden_is_a_clear_error(
     res = plugin("get", "--kubeconfig", str(kubeconfig))
     assert res.returncode == exit_codes.ERROR
     assert "forbidden" in res.stderr and "system:serviceaccount" in res.stderr
+
+
+def test_retry_after_pause_and_abort_goes_and_everything_names_the_images(
+    plugin, held: Route, kubectl: KubectlFn
+) -> None:
+    """Issue 14, items 3, 7, 9 on the real API server: a retry after pause + abort lifts
+    the pause gate; status, history and `kubectl get -o wide` name the images; `kubectl
+    describe` shows no empty string; provider none makes no -shadow children."""
+    ns = held.ns
+    for kind in ("deployment", "service"):
+        res = kubectl("get", kind, "gated-shadow", "-n", ns, check=False)
+        assert res.returncode != 0 and "NotFound" in res.stderr, f"a -shadow {kind} exists"
+    described = kubectl("describe", "sr", "gated", "-n", ns).stdout
+    assert '""' not in described, described
+
+    held.set_image("registry.example/app:2")
+    held.wait("at step 1", lambda s: s.get("waitingForPromotion") and s["canaryWeight"] == 20)
+    wide = kubectl("get", "sr", "gated", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert "STABLE IMAGE" in wide[0] and "CANARY IMAGE" in wide[0], wide
+    assert "app=app:1" in wide[1] and "app=app:2" in wide[1], wide
+    assert "IMAGE" not in kubectl("get", "sr", "gated", "-n", ns).stdout  # only with -o wide
+    status = plugin("status", "gated", "-n", ns).stdout
+    assert "canary " in status and "(app=app:2)" in status and "(app=app:1)" in status
+    assert "changes    image app: app:1 → app:2" in status, status
+
+    assert plugin("pause", "gated", "-n", ns, "--wait").returncode == 0
+    res = plugin("abort", "gated", "-n", ns, "--wait")
+    assert res.returncode == 0 and "phase RolledBack" in res.stdout, res.stdout + res.stderr
+    assert held.status()["userPaused"] is True
+    history = plugin("history", "gated", "-n", ns).stdout.splitlines()
+    assert "RolledBack" in history[1] and "app=app:2" in history[1], history
+    assert "image app: app:1 → app:2" in history[1], history
+
+    res = plugin("retry", "gated", "-n", ns, "--wait")
+    assert res.returncode == 0 and "the retry lifts the pause gate" in res.stdout, res.stdout
+    s = held.wait(
+        "retried and routed", lambda s: s.get("waitingForPromotion") and s["canaryWeight"] == 20
+    )
+    assert not s.get("userPaused") and s["phase"] == "Paused"  # the pause: {} step, not the gate
+    status = plugin("status", "gated", "-n", ns).stdout
+    assert "pause gate" not in status.split("held by", 1)[-1].splitlines()[0], status
+    assert "canary step 1/2: weight 20%" in status, status
+    described = kubectl("describe", "sr", "gated", "-n", ns).stdout
+    assert '""' not in described, described

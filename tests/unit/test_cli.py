@@ -102,6 +102,29 @@ def test_spec_paused_is_not_resumed_by_a_gate() -> None:
     assert "spec.paused" in verdict.message
 
 
+def test_retry_says_it_lifts_the_pause_gate_and_what_spec_paused_still_holds() -> None:
+    rolled_back = {"stage": "RolledBack", "rolledBackRevision": "bbb", "userPaused": True}
+    verdict = gates.check("retry", rolled_back)
+    assert verdict.write and "lifts the pause gate" in verdict.message
+    verdict = gates.check("retry", rolled_back, {"paused": True})
+    assert "spec.paused still holds" in verdict.message
+    assert "pause" not in gates.check("retry", {"stage": "RolledBack"}).message
+
+
+def test_resume_wait_names_the_hold_that_keeps_a_noted_resume() -> None:
+    status = {
+        "phase": "Paused",
+        "stage": "Progressing",
+        "message": "canary step 1/2 (10%): waiting for the analysis to pass (resume noted)",
+        "gates": {"resume": "t0", "resumeNoted": "t1"},
+    }
+    said = gates.seen("resume", "t1", status)
+    assert said is not None and "noted by the operator" in said
+    assert "waiting for the analysis to pass;" in said and "(resume noted)" not in said
+    assert gates.seen("resume", "t2", status) is None  # another token: not seen yet
+    assert gates.seen("resume", "t0", status).startswith("acknowledged by the operator")
+
+
 # --------------------------------------------------------------------------- views
 
 
@@ -136,7 +159,7 @@ def test_get_rows() -> None:
     header, row = text.splitlines()
     assert header.split() == [
         "NAMESPACE", "NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "MIRROR", "STEP", "READY",
-        "AGE", "MESSAGE",
+        "AGE", "STABLE-IMAGE", "CANARY-IMAGE", "MESSAGE",
     ]  # fmt: skip
     assert row.split()[:10] == [
         "shop", "web", "Progressing", "aaa", "bbb", "50%", "0%", "2/2", "True", "1h",
@@ -176,6 +199,10 @@ def test_status_view_shows_stage_weights_checks_and_events() -> None:
     text = view.status_view(obj, view.sort_events(list(reversed(events))), NOW)
     assert "phase Paused (stage Progressing)" in text
     assert "canary step 1/2: weight 25%, pause 1m" in text
+    obj["status"]["canaryWeight"] = 0  # not routed yet: the stage line says what is
+    assert "canary step 1/2: weight 0% (25% once the step starts), pause 1m" in (
+        view.status_view(obj, [], NOW)
+    )
     assert "canary 25%" in text and "held by    pause gate" in text
     assert re.search(r"error-rate\s+0\.0123456\s+Fail\s+30s\s+above max 0.01", text)
     assert re.search(r"p95\s+-\s+Inconclusive", text)
@@ -194,9 +221,27 @@ def test_status_view_says_when_status_is_stale() -> None:
 
 def test_history_view() -> None:
     obj = live({"history": [{"revision": "bbb", "outcome": "RolledBack", "reason": "Aborted",
-                             "message": "abort gate", "at": "2026-11-25T04:58:00Z"}]})  # fmt: skip
+                             "message": "abort gate", "at": "2026-11-25T04:58:00Z",
+                             "images": "app=web:2",
+                             "changes": "image app: web:1 → web:2"}]})  # fmt: skip
     text = view.history_view(obj, NOW)
-    assert re.search(r"2m\s+2026-11-25T04:58:00Z\s+RolledBack\s+bbb\s+Aborted\s+abort gate", text)
+    assert re.search(
+        r"2m\s+2026-11-25T04:58:00Z\s+RolledBack\s+bbb\s+app=web:2\s+image app: web:1 → web:2"
+        r"\s+Aborted\s+abort gate",
+        text,
+    )
+
+
+def test_status_and_get_wide_show_the_images() -> None:
+    obj = live({"phase": "Progressing", "stage": "Progressing", "stableRevision": "aaa",
+                "canaryRevision": "bbb", "stableImage": "app=web:1", "canaryImage": "app=web:2",
+                "canaryChanges": "image app: web:1 → web:2"})  # fmt: skip
+    text = view.status_view(obj, [], NOW)
+    assert "stable aaa (app=web:1)   canary bbb (app=web:2)" in text
+    assert "changes    image app: web:1 → web:2" in text
+    row = view.get_rows([obj], NOW, all_namespaces=False, wide=True).splitlines()[1]
+    assert re.search(r"app=web:1\s+app=web:2", row)
+    assert "app=web" not in view.get_rows([obj], NOW, all_namespaces=False, wide=False)
     assert "no rollout" in view.history_view(live({}), NOW)
 
 
@@ -266,7 +311,7 @@ def test_plan_of_a_new_route_creates_everything() -> None:
         ("create", "Deployment"),
         ("create", "Service"),
     }
-    assert len(p.objects) == 7
+    assert len(p.objects) == 5  # web, -primary, -canary Services and Deployments: no shadow
     text = plan.render(p, "accepted")
     assert "the first version" in text and "would change: yes" in text
 

@@ -96,12 +96,18 @@ def test_names_scope_and_subresources() -> None:
 
 def test_printer_columns() -> None:
     columns = {c["name"]: (c["type"], c["jsonPath"]) for c in VERSION["additionalPrinterColumns"]}
-    assert list(columns) == ["Phase", "Stable", "Canary", "Weight", "Mirror", "Ready", "Age"]
+    assert list(columns)[:7] == ["Phase", "Stable", "Canary", "Weight", "Mirror", "Ready", "Age"]
     assert columns["Weight"] == ("integer", ".status.canaryWeight")
     assert columns["Mirror"] == ("integer", ".status.mirrorPercent")
     assert columns["Ready"] == ("string", '.status.conditions[?(@.type=="Ready")].status')
     assert columns["Age"] == ("date", ".metadata.creationTimestamp")
     assert VERSION["additionalPrinterColumns"] == PRINTER_COLUMNS
+    wide = {c["name"]: c["jsonPath"] for c in PRINTER_COLUMNS if c.get("priority") == 1}
+    assert wide == {  # only in -o wide; jsonPaths the status has (item 7 of issue 14)
+        "Stable Image": ".status.stableImage",
+        "Canary Image": ".status.canaryImage",
+        "Message": ".status.message",
+    }
     paths = {path for path, _ in nodes(SCHEMA)}
     for _, json_path in columns.values():
         field = json_path.removeprefix(".").split("[")[0]

@@ -117,7 +117,7 @@ def test_content_hash_ignores_key_order_but_not_values() -> None:
 def test_index_by_name() -> None:
     deps = [o for o in rendered() if o["kind"] == "Deployment"]
     index = index_by_name(deps)
-    assert list(index) == ["web-primary", "web-canary", "web-shadow"]
+    assert list(index) == ["web-primary", "web-canary"]  # no shadow stage: no -shadow
     assert all(index[d["metadata"]["name"]] is d for d in deps)
     assert index_by_name([]) == {}
 

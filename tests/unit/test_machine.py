@@ -71,7 +71,7 @@ def test_first_apply_initializes_until_primary_ready_then_stable() -> None:
     assert cond(sim, "Degraded") == ("False", "AsExpected")
     assert [e.reason for e in d.events] == ["Available"]
     assert d.requeue_after is None
-    assert sim.deps[CANARY].replicas == 0 and sim.deps[SHADOW].replicas == 0
+    assert sim.deps[CANARY].replicas == 0 and SHADOW not in sim.deps  # no shadow stage
 
 
 def test_first_apply_never_available_fails_then_recovers() -> None:
@@ -717,6 +717,72 @@ def test_retry_gate_restarts_a_rolled_back_revision() -> None:
     assert d.status.canary_weight == 10  # the old abort token does not fire again
 
 
+def test_retry_after_pause_and_abort_lifts_the_pause_gate() -> None:
+    """A retry is an explicit go: the retried rollout is not left held by the pause
+    gate that was on when it was aborted (issue 14, item 3)."""
+    sim = Sim(spec_dict(steps=STEPS)).stable()
+    rolling(sim)
+    sim.gate("pause")
+    sim.tick()
+    sim.gate("abort")
+    sim.tick()
+    assert sim.status.stage == "RolledBack" and sim.status.user_paused
+    sim.gate("retry")
+    d = sim.tick()
+    assert not d.status.user_paused and d.status.phase == "Progressing"
+    assert ("Resumed", "the retry gate lifts the pause gate") in [
+        (e.reason, e.message) for e in d.events
+    ]
+    d = sim.run_until(lambda s: s.status.canary_weight == 10)
+    assert d.status.phase == "Progressing"
+
+
+def test_retry_in_the_cooldown_lifts_the_pause_gate_too() -> None:
+    sim = Sim(spec_dict(steps=STEPS)).stable()
+    rolling(sim)
+    new = sim.desired
+    sim.gate("abort")
+    sim.tick()
+    sim.set_image("web:1")  # reverted: Stable, then back to the rolled-back template
+    sim.run_until(lambda s: s.status.stage == "Stable")
+    sim.gate("pause")
+    sim.set_image("web:2")
+    d = sim.tick()
+    assert sim.desired == new and d.status.stage == "Stable" and d.status.user_paused
+    sim.gate("retry")
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and not d.status.user_paused
+
+
+def test_spec_paused_still_holds_a_retried_rollout() -> None:
+    sim = Sim(spec_dict(steps=STEPS)).stable()
+    rolling(sim)
+    sim.gate("abort")
+    sim.tick()
+    sim.set_spec(paused=True)
+    sim.gate("retry")
+    d = sim.tick()
+    assert d.status.stage == "Progressing" and d.status.phase == "Paused"
+
+
+def test_a_resume_held_by_the_analysis_is_noted_in_status() -> None:
+    """The token of a resume another hold keeps is recorded as noted (not acted on),
+    so `resume --wait` can say that hold; it goes once the resume is spent."""
+    sim = Sim(spec_dict(steps=[{"weight": 10, "pause": {}}, {"weight": 50}])).stable()
+    rolling(sim)
+    sim.analysis = AnalysisSignal(Health.PENDING)
+    sim.gate("resume", "2026-11-25T05:00:10.000000000Z")
+    d = sim.tick()
+    assert d.status.gates.resume_noted == "2026-11-25T05:00:10.000000000Z"
+    assert d.status.gates.resume != d.status.gates.resume_noted
+    assert "waiting for the analysis to pass (resume noted)" in d.status.message
+    assert sim.tick(30).status.gates.resume_noted  # still noted: no flapping
+    sim.analysis = AnalysisSignal(Health.HEALTHY)
+    d = sim.tick()
+    assert d.status.current_step == 1 and d.status.gates.resume_noted == ""
+    assert d.status.gates.resume == "2026-11-25T05:00:10.000000000Z"
+
+
 def test_a_newer_template_after_a_rollback_starts_a_rollout() -> None:
     sim = Sim(spec_dict(steps=STEPS)).stable()
     rolling(sim)
@@ -1015,3 +1081,65 @@ def test_a_rolled_back_revision_is_never_retried_by_itself() -> None:
 
     said = RollbackSpec.model_fields["cooldown"].description or ""
     assert "never retried by itself" in said and "automatically" not in said
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_status_and_history_name_the_images_and_what_changed() -> None:
+    """Not only hashes (issue 14, item 7): status names each revision's images and what
+    the canary changes; a history entry keeps both."""
+    sim = Sim(spec_dict(steps=[{"weight": 10, "pause": {}}, {"weight": 50}])).stable()
+    assert (sim.status.stable_image, sim.status.canary_image) == ("app=web:1", "")
+    rolling(sim, "registry.example:5000/acme/web:2")
+    s = sim.status
+    assert (s.stable_image, s.canary_image) == ("app=web:1", "app=acme/web:2")
+    assert s.canary_changes == "image app: web:1 → acme/web:2"
+    sim.gate("abort")
+    d = sim.tick()
+    entry = d.status.history[0]
+    assert (entry.outcome, entry.images, entry.changes) == (
+        "RolledBack",
+        "app=acme/web:2",
+        "image app: web:1 → acme/web:2",
+    )
+    assert d.status.canary_image == d.status.canary_changes == ""
+    assert d.status.to_k8s()["stableImage"] == "app=web:1"
+    assert not sim.tick().status.to_k8s().get("canaryImage")  # at rest: nothing new
+
+
+def test_a_promotion_records_the_images_it_replaced() -> None:
+    sim = promoted(Sim(spec_dict(steps=STEPS)).stable())
+    entry = sim.status.history[0]
+    assert (entry.outcome, entry.images, entry.changes) == (
+        "Promoted",
+        "app=web:2",
+        "image app: web:1 → web:2",
+    )
+    assert sim.status.stable_image == "app=web:2"
+
+
+def test_template_changes_name_fields_never_values() -> None:
+    from shadowroute.revision import IMAGES_LIMIT, template_changes, template_images
+
+    old = {"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [
+        {"name": "app", "image": "web@sha256:" + "f" * 64,
+         "env": [{"name": "TOKEN", "value": "s1"}]},
+        {"name": "log", "image": "fluent:1"},
+    ]}}  # fmt: skip
+    new = {"metadata": {"labels": {"a": "2"}}, "spec": {"nodeSelector": {"x": "y"}, "containers": [
+        {"name": "app", "image": "web:3", "env": [{"name": "TOKEN", "value": "s2"}],
+         "resources": {"limits": {"cpu": "1"}}},
+        {"name": "proxy", "image": "docker.io/envoy:1"},
+    ]}}  # fmt: skip
+    said = template_changes(old, new)
+    assert said == (
+        "labels changed; container log removed; image app: web@sha256:ffffffffffff → web:3; "
+        "env TOKEN changed; app: resources changed; container proxy added (envoy:1); "
+        "spec.nodeSelector changed"
+    )
+    assert "s2" not in said and "s1" not in said
+    assert template_images(new) == "app=web:3, proxy=envoy:1"
+    many = {"spec": {"containers": [{"name": f"c{i}", "image": "x" * 30} for i in range(20)]}}
+    assert len(template_images(many)) == IMAGES_LIMIT and template_images(many).endswith("…")
+    assert template_changes(None, new) == "" and template_images(None) == ""

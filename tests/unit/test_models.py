@@ -192,6 +192,30 @@ def test_from_body_parses_the_whole_object_and_tolerates_status_extras() -> None
     assert "kopf" not in route.to_k8s()["status"]
 
 
+def _strings(value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from ((f"{key}.{k}", v) for k, v in _strings(item))
+            if not isinstance(item, Mapping | list):
+                yield key, item
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_status_wire_form_has_no_empty_strings_and_reads_back_the_same() -> None:
+    """`kubectl describe` must not show `Abort: ""` (issue 14, item 9)."""
+    status = ShadowRouteStatus(stable_revision="aaa", message="")
+    status.gates.pause = "t1"
+    status.set_condition("Ready", ConditionStatus.TRUE, "Available", "", NOW)
+    status.record(HistoryEntry(revision="aaa", outcome=Outcome.PROMOTED, at=NOW))
+    wire = status.to_k8s()
+    assert [k for k, v in _strings(wire) if v == ""] == []
+    assert wire["gates"] == {"pause": "t1"} and "canaryRevision" not in wire
+    assert "gates" not in ShadowRouteStatus().to_k8s()  # nothing set: no empty map either
+    assert ShadowRouteStatus.from_body(wire) == status
+
+
 @pytest.mark.parametrize("name", ["a" * 56, "1web", "web.shop", "Web", "web-"])
 def test_resource_name_must_fit_the_children_names(name: str) -> None:
     with pytest.raises(ValidationError, match=r"metadata\.name"):

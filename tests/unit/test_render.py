@@ -31,9 +31,11 @@ from shadowroute.render.workloads import (
     revision_for,
     service,
     services,
+    stale_shadow_children,
 )
 from shadowroute.stages import canary_replicas, replicas_for, shadow_replicas
 
+from .sim import MIRRORING_TRAFFIC as MIRRORING
 from .sim import image_template, spec_dict
 
 OWNER = Owner("shadowroute.io/v1alpha1", "ShadowRoute", "web", "shop", "uid-123")
@@ -139,7 +141,7 @@ def test_owner_references() -> None:
 
 
 def test_services_one_entry_and_one_per_role() -> None:
-    svcs = services(OWNER, spec(), status())
+    svcs = services(OWNER, spec(shadow={"duration": "1m"}), status())
     assert [s["metadata"]["name"] for s in svcs] == [
         "web",
         "web-primary",
@@ -292,7 +294,7 @@ def test_revision_for_each_role() -> None:
 
 def test_deployments_render_each_role_from_its_revisions_template() -> None:
     old, new = image_template("web:1"), image_template("web:2")
-    s = spec(replicas=4, steps=STEPPED["steps"])
+    s = spec(replicas=4, steps=STEPPED["steps"], shadow={"duration": "1m"})
     st_ = status(stage="Progressing", primary_revision="old", canary_revision="new", current_step=1)
     deps, missing = deployments(OWNER, s, st_, "new", {"old": old, "new": new})
     assert missing == []
@@ -312,7 +314,54 @@ def test_deployments_leave_out_roles_whose_template_is_unknown() -> None:
     st_ = status(stage="Succeeded", primary_revision="gone", canary_revision="new")
     deps, missing = deployments(OWNER, spec(), st_, "new", {"new": TEMPLATE})
     assert missing == [PRIMARY]
-    assert [d["metadata"]["name"] for d in deps] == ["web-canary", "web-shadow"]
+    assert [d["metadata"]["name"] for d in deps] == ["web-canary"]
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"steps": STEPPED["steps"]},  # provider none: it can never shadow
+        {"steps": STEPPED["steps"], "traffic": MIRRORING},  # could mirror, no shadow stage
+        {"blue_green": {}},
+    ],
+)
+def test_no_shadow_children_where_no_shadow_can_be(strategy: dict[str, Any]) -> None:
+    """Without a shadow stage no `-shadow` Deployment or Service (issue 14, item 9)."""
+    s = spec(**strategy)
+    for st_ in (status(), status(stage="Progressing", canary_revision="b", canary_weight=10)):
+        deps, _ = deployments(OWNER, s, st_, "b", {"b": TEMPLATE})
+        names = [o["metadata"]["name"] for o in [*deps, *services(OWNER, s, st_)]]
+        assert names == ["web-primary", "web-canary", "web", "web-primary", "web-canary"]
+
+
+def test_shadow_children_stay_while_the_status_still_shadows() -> None:
+    """A shadow stage removed mid-shadow: the mirror target exists until the decided
+    status has left the stage."""
+    st_ = status(stage="Shadowing", canary_revision="b", mirror_percent=50)
+    names = [o["metadata"]["name"] for o in services(OWNER, spec(), st_)]
+    assert "web-shadow" in names
+
+
+def test_stale_shadow_children_go_only_when_ours_and_unwanted() -> None:
+    live_dep = {"metadata": {"name": "web-shadow"}, "spec": {}}
+    live = {
+        "Deployment": {
+            "web-shadow": live_dep,
+            "web-primary": {"metadata": {"name": "web-primary"}},
+        },
+        "Service": {"web-shadow": {"metadata": {"name": "web-shadow"}}},
+    }
+    plain = spec()
+    desired = services(OWNER, plain, status())
+    stale = stale_shadow_children(OWNER, plain, desired, live)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in stale) == [
+        ("Deployment", "web-shadow"),
+        ("Service", "web-shadow"),
+    ]
+    assert stale[0]["apiVersion"] == "apps/v1"
+    shadowed = spec(shadow={"duration": "1m"})
+    assert stale_shadow_children(OWNER, shadowed, desired, live) == []
+    assert stale_shadow_children(OWNER, plain, desired, {}) == []  # nothing ours: nothing goes
 
 
 def test_rendering_is_deterministic_and_pure() -> None:

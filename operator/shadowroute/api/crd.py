@@ -64,6 +64,10 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # -o wide only (priority 1): what each revision runs, and what the operator says.
+    {"name": "Stable Image", "type": "string", "jsonPath": ".status.stableImage", "priority": 1},
+    {"name": "Canary Image", "type": "string", "jsonPath": ".status.canaryImage", "priority": 1},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
 ]
 
 

@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ..names import COMPARE_ROLES, ROLES, Phase, Stage
+from ..revision import CHANGES_LIMIT, IMAGES_LIMIT
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
 from .jsonpath import JSON_PATH_PATTERN, canonical_json_path
 from .rules import Has, Is, Lacks, Rule, enforce, validations
@@ -295,6 +296,25 @@ class StatusModel(_WireModel):
         extra="ignore",
         validate_assignment=True,
     )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The wire form without empty optional values: an unset string (`""`), and a
+        nested status left empty by that (`gates: {}`), are left out, so `kubectl
+        describe` shows what is set. Reading back gives the same model (the defaults)."""
+        return _without_empty(super().to_k8s())
+
+
+def _without_empty(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = _without_empty(item)
+        elif isinstance(item, list):
+            item = [_without_empty(i) if isinstance(i, dict) else i for i in item]
+        if item == "" or item == {}:
+            continue
+        out[key] = item
+    return out
 
 
 # --------------------------------------------------------------------------- spec
@@ -1943,6 +1963,12 @@ class GateStatus(StatusModel):
     pause: str = Field("", description="Last pause token acted on.")
     resume: str = Field("", description="Last resume token acted on.")
     retry: str = Field("", description="Last retry token acted on.")
+    resume_noted: str = Field(
+        "",
+        description="A resume token seen at a step that waits for a person while another "
+        "hold (the analysis, a check) keeps the step; not acted on yet: the step advances "
+        "once that hold lifts. Unset otherwise.",
+    )
 
 
 class Condition(StatusModel):
@@ -2083,6 +2109,19 @@ class HistoryEntry(StatusModel):
     reason: str = Field("", description="Why, in one CamelCase word.")
     message: str = Field("", description="Why, for people.")
     at: Timestamp | None = Field(None, description="When it ended.")
+    images: str = Field(
+        "",
+        max_length=IMAGES_LIMIT,
+        description="The revision's container images, `name=image` (registry host left "
+        "out), when its template was known.",
+    )
+    changes: str = Field(
+        "",
+        max_length=CHANGES_LIMIT,
+        description="What its template changed from the revision it replaced (promoted) or "
+        "was tried against (the stable one): images, env names, other container fields, "
+        "other top-level fields; never values.",
+    )
 
 
 OUTBOX_LIMIT = 32
@@ -2174,6 +2213,23 @@ class ShadowRouteStatus(StatusModel):
     )
     canary_revision: str = Field(
         "", description="Revision being rolled out; empty when there is no rollout."
+    )
+    stable_image: str = Field(
+        "",
+        max_length=IMAGES_LIMIT,
+        description="The container images of stableRevision, `name=image` (registry host "
+        "left out); `kubectl get -o wide` shows it.",
+    )
+    canary_image: str = Field(
+        "",
+        max_length=IMAGES_LIMIT,
+        description="The container images of canaryRevision; unset when there is no rollout.",
+    )
+    canary_changes: str = Field(
+        "",
+        max_length=CHANGES_LIMIT,
+        description="What canaryRevision's template changes from stableRevision's "
+        "(`image app: web:1 → web:2; env FOO changed`; names, never values).",
     )
     current_step: int = Field(0, ge=0, description="Index of the current canary step.")
     canary_weight: int = Field(

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..names import GATE_NAMES as GATES
 from ..names import GATE_PREFIX as PREFIX
-from ..names import PAUSED, Stage
+from ..names import PAUSED, RESUME_NOTED, Stage
 from ..stages import in_rollout, keeps_previous_warm
 
 
@@ -40,9 +40,9 @@ class Verdict:
     message: str
 
 
-def check(gate: str, status: dict[str, Any]) -> Verdict:
-    """Does pulling this gate do anything in this status? Refusing a gate that would be
-    acknowledged and ignored saves a person from believing it worked."""
+def check(gate: str, status: dict[str, Any], spec: dict[str, Any] | None = None) -> Verdict:
+    """Does pulling this gate do anything in this status (and spec)? Refusing a gate that
+    would be acknowledged and ignored saves a person from believing it worked."""
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}")
     stage = status.get("stage") or status.get("phase") or Stage.INITIALIZING
@@ -89,8 +89,32 @@ def check(gate: str, status: dict[str, Any]) -> Verdict:
     # retry
     if stage == Stage.ROLLED_BACK:
         revision = status.get("rolledBackRevision") or "-"
-        return Verdict(True, True, f"retry revision {revision}, ignoring its cooldown")
+        message = f"retry revision {revision}, ignoring its cooldown"
+        if status.get("userPaused"):
+            message += "; the retry lifts the pause gate"
+        if (spec or {}).get("paused"):
+            message += "; spec.paused still holds the rollout it starts (change the spec to go)"
+        return Verdict(True, True, message)
     return Verdict(False, False, f"nothing to retry: the phase is {phase}, not RolledBack")
+
+
+def seen(gate: str, value: str, status: dict[str, Any]) -> str | None:
+    """What to say once the operator has seen this token (None until it has): it acted
+    on it, or (a resume at a step that waits for a person) noted it while another hold
+    keeps the step — then the answer names that hold."""
+    message = status.get("message") or ""
+    if acknowledged(gate, value, status):
+        return (
+            f"acknowledged by the operator: phase {status.get('phase')}, "
+            f"canary weight {status.get('canaryWeight', 0)}%" + (f" — {message}" if message else "")
+        )
+    if gate == "resume" and (status.get("gates") or {}).get("resumeNoted") == value:
+        hold = message.partition(RESUME_NOTED)[0] or "another hold"
+        return (
+            f"noted by the operator, not acted on yet: {hold}; the step advances once "
+            "that hold lifts"
+        )
+    return None
 
 
 def acknowledged(gate: str, value: str, status: dict[str, Any]) -> bool:

@@ -246,7 +246,7 @@ class App:
         gate, ns = a.command, self.namespace
         obj = self.cluster.get_route(ns, a.name)
         status = obj.get("status") or {}
-        verdict = gates.check(gate, status)
+        verdict = gates.check(gate, status, obj.get("spec"))
         if not verdict.ok and not a.force:
             self.err.write(f"refused: {verdict.message} (--force writes the gate anyway)\n")
             return exit_codes.REFUSED
@@ -262,12 +262,9 @@ class App:
         deadline = time.monotonic() + a.timeout
         while time.monotonic() < deadline:
             status = self.cluster.get_route(ns, a.name).get("status") or {}
-            if gates.acknowledged(gate, value, status):
-                self.print(
-                    f"acknowledged by the operator: phase {status.get('phase')}, "
-                    f"canary weight {status.get('canaryWeight', 0)}%"
-                    + (f" — {status['message']}" if status.get("message") else "")
-                )
+            answer = gates.seen(gate, value, status)
+            if answer is not None:
+                self.print(answer)
                 return exit_codes.OK
             time.sleep(0.5)
         self.err.write(

@@ -66,7 +66,7 @@ def get_rows(
     if all_namespaces:
         headers.insert(0, "NAMESPACE")
     if wide:
-        headers.append("MESSAGE")
+        headers += ["STABLE-IMAGE", "CANARY-IMAGE", "MESSAGE"]
     rows = []
     for obj in objs:
         meta, status = obj["metadata"], obj.get("status") or {}
@@ -85,7 +85,11 @@ def get_rows(
         if all_namespaces:
             row.insert(0, meta.get("namespace", ""))
         if wide:
-            row.append(status.get("message") or "")
+            row += [
+                status.get("stableImage") or "-",
+                status.get("canaryImage") or "-",
+                status.get("message") or "",
+            ]
         rows.append(row)
     return table(headers, rows)
 
@@ -96,6 +100,13 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def _revision(status: dict[str, Any], which: str) -> str:
+    """`aaa674dfae (app=web:2)`: the revision and, when status names them, its images."""
+    revision = status.get(f"{which}Revision") or "-"
+    images = status.get(f"{which}Image")
+    return f"{revision} ({images})" if images and revision != "-" else revision
 
 
 def _stage_line(obj: dict[str, Any]) -> str:
@@ -119,7 +130,11 @@ def _stage_line(obj: dict[str, Any]) -> str:
             held = f"pause {pause['duration']}"
         else:
             held = "waits for promote/resume"
-        return f"canary step {i + 1}/{len(steps)}: weight {step.get('weight')}%, {held}"
+        weight, routed = step.get("weight"), status.get("canaryWeight") or 0
+        # The weight actually routed (the traffic line's): a step takes its weight only
+        # once its canary is ready, not paused, and past its before-traffic checks.
+        shown = f"{routed}%" if routed == weight else f"{routed}% ({weight}% once the step starts)"
+        return f"canary step {i + 1}/{len(steps)}: weight {shown}, {held}"
     return stage
 
 
@@ -139,12 +154,14 @@ def status_view(
         )
         + stale,
         f"stage      {_stage_line(obj)}",
-        f"revisions  stable {status.get('stableRevision') or '-'}   "
-        f"canary {status.get('canaryRevision') or '-'}   "
+        f"revisions  stable {_revision(status, 'stable')}   "
+        f"canary {_revision(status, 'canary')}   "
         f"primary runs {status.get('primaryRevision') or '-'}",
         f"traffic    canary {status.get('canaryWeight') or 0}%   "
         f"mirror {status.get('mirrorPercent') or 0}%",
     ]
+    if status.get("canaryChanges"):
+        lines.append(f"changes    {status['canaryChanges']}")
     holds = []
     if (obj.get("spec") or {}).get("paused"):
         holds.append("spec.paused")
@@ -366,13 +383,15 @@ def history_view(obj: dict[str, Any], now: dt.datetime) -> str:
     if not history:
         return f"no rollout of {obj['metadata']['name']} has finished yet"
     return table(
-        ["AGE", "TIME", "OUTCOME", "REVISION", "REASON", "MESSAGE"],
+        ["AGE", "TIME", "OUTCOME", "REVISION", "IMAGES", "CHANGES", "REASON", "MESSAGE"],
         [
             [
                 age(h.get("at"), now),
                 h.get("at") or "-",
                 h.get("outcome"),
                 h.get("revision"),
+                h.get("images") or "-",
+                h.get("changes") or "-",
                 h.get("reason") or "-",
                 h.get("message") or "",
             ]

@@ -34,7 +34,7 @@ from ..names import (
     selector,
 )
 from ..stages import replicas_for
-from .workloads import deployment, route_port, service
+from .workloads import deployment, route_port, service, stale_children
 
 COMPARATOR_IMAGE_ENV = "SHADOWROUTE_COMPARATOR_IMAGE"
 DEFAULT_COMPARATOR_IMAGE = f"ghcr.io/shadowroute/shadowroute:{__version__}"
@@ -211,11 +211,6 @@ def stale_comparison_children(
     `live` holds only what this ShadowRoute controls."""
     if compare_spec(spec) is not None:
         return []
-    names = {child_name(owner.name, role) for role in (BASELINE, COMPARATOR)}
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
-    out = []
-    for kind, api_version in (("Deployment", "apps/v1"), ("Service", "v1")):
-        for name, obj in (live.get(kind) or {}).items():
-            if name in names and (kind, name) not in wanted:
-                out.append({**obj, "apiVersion": api_version, "kind": kind})
-    return out
+    return stale_children(
+        {child_name(owner.name, r) for r in (BASELINE, COMPARATOR)}, desired, live
+    )

@@ -18,7 +18,9 @@ from ..names import (
     NAME_LABEL,
     PRIMARY,
     ROLES,
+    SHADOW,
     Owner,
+    Stage,
     child_labels,
     child_metadata,
     child_name,
@@ -104,12 +106,56 @@ def service(
     }
 
 
+def has_shadow(spec: ShadowRouteSpec, status: ShadowRouteStatus) -> bool:
+    """Whether a `-shadow` Deployment and Service can be of use: the spec has a shadow
+    stage (provider none cannot mirror, so it never has one), or the status is still
+    in it (a shadow stage removed mid-shadow; the next decision leaves it)."""
+    return (
+        spec.strategy.shadow is not None
+        or status.stage == Stage.SHADOWING
+        or status.mirror_percent > 0
+    )
+
+
+def roles(spec: ShadowRouteSpec, status: ShadowRouteStatus) -> tuple[str, ...]:
+    """The roles with a Deployment and a Service: primary and canary, and the shadow
+    where one can be of use."""
+    return ROLES if has_shadow(spec, status) else tuple(r for r in ROLES if r != SHADOW)
+
+
 def services(
     owner: Owner, spec: ShadowRouteSpec, status: ShadowRouteStatus
 ) -> list[dict[str, Any]]:
     out = [service(owner, spec, None, entry_selector(owner.name, status))]
-    out += [service(owner, spec, role, selector(owner.name, role)) for role in ROLES]
+    out += [service(owner, spec, role, selector(owner.name, role)) for role in roles(spec, status)]
     return out
+
+
+def stale_children(
+    names: set[str], desired: list[dict[str, Any]], live: dict[str, dict[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The live Deployments and Services of these names that are no longer desired.
+    `live` holds only what this ShadowRoute controls, so nothing else ever goes."""
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+    out = []
+    for kind, api_version in (("Deployment", "apps/v1"), ("Service", "v1")):
+        for name, obj in (live.get(kind) or {}).items():
+            if name in names and (kind, name) not in wanted:
+                out.append({**obj, "apiVersion": api_version, "kind": kind})
+    return out
+
+
+def stale_shadow_children(
+    owner: Owner,
+    spec: ShadowRouteSpec,
+    desired: list[dict[str, Any]],
+    live: dict[str, dict[str, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The `-shadow` Deployment and Service this ShadowRoute created earlier, once the
+    spec has no shadow stage and the decided status no longer renders them: they go."""
+    if spec.strategy.shadow is not None:
+        return []
+    return stale_children({child_name(owner.name, SHADOW)}, desired, live)
 
 
 def deployments(
@@ -119,10 +165,11 @@ def deployments(
     desired: str,
     templates: dict[str, dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The three Deployments, and the roles that could not be rendered because the
-    template of their revision is unknown (they are left as they are)."""
+    """The Deployments (primary, canary, and the shadow where one can be of use), and
+    the roles that could not be rendered because the template of their revision is
+    unknown (they are left as they are)."""
     out, missing = [], []
-    for role in ROLES:
+    for role in roles(spec, status):
         revision = revision_for(role, status, desired)
         template = templates.get(revision)
         if template is None:

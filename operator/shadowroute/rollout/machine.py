@@ -31,9 +31,19 @@ from ..api.models import (
     format_timestamp,
     parse_timestamp,
 )
-from ..names import BASELINE, CANARY, COMPARATOR, GATE_NAMES, PAUSED, SHADOW, Phase, Stage
+from ..names import (
+    BASELINE,
+    CANARY,
+    COMPARATOR,
+    GATE_NAMES,
+    PAUSED,
+    RESUME_NOTED,
+    SHADOW,
+    Phase,
+    Stage,
+)
 from ..reasons import Reason
-from ..revision import template_revision
+from ..revision import template_changes, template_images, template_revision
 from ..stages import canary_step, current_step, in_rollout, replicas_for
 from . import conditions
 from .observe import AnalysisSignal, Health, Observation, Workload
@@ -121,6 +131,7 @@ def decide(
         if (s.stage, s.current_step, s.canary_revision) == before:
             break
 
+    _name_images(run, status)
     s.phase = Phase(PAUSED if _shows_paused(run) else (s.stage or Stage.INITIALIZING))
     conditions.update(s, obs, run.now, run.paused)
     lost = conditions.readiness_lost(status, s)
@@ -140,6 +151,7 @@ def decide(
 def _acknowledge_gates(run: _Run) -> None:
     s, g = run.s, run.obs.gates
     acked = s.gates
+    acked.resume_noted = ""  # said again below while a hold still keeps the step
     run.acked_before = {name: getattr(acked, name) for name in GATE_NAMES}
     for name in GATE_NAMES:
         token = getattr(g, name)
@@ -184,8 +196,47 @@ def _enter(run: _Run, stage: str, step: int = 0) -> None:
 
 
 def _history(run: _Run, revision: str, outcome: str, reason: str, message: str) -> None:
-    run.s.record(
-        HistoryEntry(revision=revision, outcome=outcome, reason=reason, message=message, at=run.ts)
+    s = run.s
+    # A promotion replaced the previous revision; anything else was tried against the
+    # stable one.
+    base = s.previous_revision if outcome == Outcome.PROMOTED else s.stable_revision
+    s.record(
+        HistoryEntry(
+            revision=revision,
+            outcome=outcome,
+            reason=reason,
+            message=message,
+            at=run.ts,
+            images=template_images(_template(run, revision)),
+            changes=template_changes(_template(run, base), _template(run, revision)),
+        )
+    )
+
+
+def _template(run: _Run, revision: str) -> dict[str, Any] | None:
+    if not revision:
+        return None
+    if revision == run.desired:
+        return template_dict(run.spec)
+    return run.obs.templates.get(revision)
+
+
+def _name_images(run: _Run, before: ShadowRouteStatus) -> None:
+    """status.stableImage, canaryImage and canaryChanges from the templates known; a
+    revision whose template is not known keeps what was said of it (or nothing)."""
+    s = run.s
+
+    def said(revision: str, value: str, was_revision: str, was: str) -> str:
+        return value or (was if revision and revision == was_revision else "")
+
+    stable = template_images(_template(run, s.stable_revision))
+    s.stable_image = said(s.stable_revision, stable, before.stable_revision, before.stable_image)
+    canary = template_images(_template(run, s.canary_revision))
+    s.canary_image = said(s.canary_revision, canary, before.canary_revision, before.canary_image)
+    changes = template_changes(_template(run, s.stable_revision), _template(run, s.canary_revision))
+    same = s.stable_revision == before.stable_revision
+    s.canary_changes = said(
+        s.canary_revision if same else "", changes, before.canary_revision, before.canary_changes
     )
 
 
@@ -494,7 +545,11 @@ def _stable(run: _Run) -> None:
     if run.desired == s.stable_revision:
         s.message = f"revision {s.stable_revision} is serving"
         return
-    if "retry" not in run.fired and _cooling_down(run):
+    if "retry" in run.fired and run.desired == s.rolled_back_revision:
+        _retry_lifts_pause(run)
+        _start_rollout(run, "retry gate")
+        return
+    if _cooling_down(run):
         return
     _start_rollout(run, "new template")
 
@@ -525,6 +580,7 @@ def _rolled_back(run: _Run) -> None:
         run.event(Reason.STABLE, s.message)
         return
     if "retry" in run.fired:
+        _retry_lifts_pause(run)
         _start_rollout(run, "retry gate")
         return
     if run.desired != s.rolled_back_revision:
@@ -534,6 +590,15 @@ def _rolled_back(run: _Run) -> None:
         f"revision {s.rolled_back_revision} rolled back ({s.rollback_reason}); "
         f"revision {s.stable_revision} serves; use the retry gate or change the template"
     )
+
+
+def _retry_lifts_pause(run: _Run) -> None:
+    """A retry is an explicit go: it lifts the pause gate (spec.paused, which is yours,
+    still holds the rollout it starts; the CLI says so)."""
+    s = run.s
+    if s.user_paused:
+        s.user_paused = False
+        run.event(Reason.RESUMED, "the retry gate lifts the pause gate")
 
 
 def _rollout_prelude(run: _Run) -> bool:
@@ -733,7 +798,8 @@ def _progressing(run: _Run) -> None:
         if waits_for_person and "resume" in run.fired:
             # Keep the resume for when the checks pass: leave its token unacknowledged.
             s.gates.resume = run.acked_before["resume"]
-            s.message += " (resume noted)"
+            s.gates.resume_noted = run.obs.gates.resume
+            s.message += RESUME_NOTED
         return
     run.fired.discard("resume")  # spent: it releases one step, not the next one too
     if strategy.canary is not None and s.current_step + 1 < len(strategy.canary.steps):

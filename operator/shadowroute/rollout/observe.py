@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class Observation:
     """The shadow comparison's verdict; None when the stage is not gated by one."""
     check_results: tuple[CheckResult, ...] = ()
     """Attempts of acceptance checks that ended since status last recorded them."""
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The pod templates known, by revision (the desired one and those the live
+    Deployments run): the images and changes status and history name."""
     primary_template_known: bool = True
     """False when the primary must keep running an older revision but its template
     could not be read from the live primary Deployment (someone deleted it)."""
