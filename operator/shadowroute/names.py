@@ -77,6 +77,18 @@ class ConditionType(StrEnum):
     """The condition types every module reports under."""
 
     READY = "Ready"
+    """The desired template serves all live traffic and is available (kstatus: the
+    rollout is done). False while a rollout runs, after a rollback, and while the
+    version that serves is unavailable."""
+    AVAILABLE = "Available"
+    """The version taking the live traffic is available, whatever it is (a rollout in
+    progress or a rollback does not make it False)."""
+    RECONCILING = "Reconciling"
+    """kstatus: the operator is still working toward the spec (a rollout runs, or is
+    held); True from the first apply until Stable."""
+    STALLED = "Stalled"
+    """kstatus: the operator cannot go on toward the spec without a person (rolled
+    back, progress deadline exceeded, a child it cannot write, a spec it refuses)."""
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     ANALYSIS_HEALTHY = "AnalysisHealthy"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import logging
 import random
 from collections.abc import Callable
@@ -201,8 +200,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     if conflicts:
         held = status.model_copy(deep=True)
         reason, message = conflicts[0][0], "; ".join(m for _, m in conflicts)
-        failed = _report_failure(held, status, reason, message, now, meta["uid"])
-        conditions.set_condition(held, "Ready", "False", reason, message, now)
+        failed = _report_failure(held, status, reason, message, now)
         written, retry = await w.deliver(spec, held)
         await w.status(status, written)
         return Outcome(_earliest(_backoff(failed, now), 5.0 if retry else None), w.count, written)
@@ -212,8 +210,8 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     # reads RolledBack and renders weight 0 again) or an Event.
     intent = decision.status.model_copy(deep=True)
     _keep_reported_failure(intent, status)
-    _enqueue(intent, meta["uid"], now, [(e.type, e.reason, e.message) for e in decision.events])
-    _enqueue(intent, meta["uid"], now, _hold_warnings(spec, status, decision.status))
+    _enqueue(intent, now, [(e.type, e.reason, e.message) for e in decision.events])
+    _enqueue(intent, now, _hold_warnings(spec, status, decision.status))
     intent.pending_notifications = [
         *intent.pending_notifications,
         *w.notifier.decide(
@@ -237,7 +235,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         _clear_reported_failure(final, decision.status)
     else:
         why, message = failure
-        failed = _report_failure(final, status, why, message, now, meta["uid"])
+        failed = _report_failure(final, status, why, message, now)
         requeue = _earliest(requeue, _backoff(failed, now))
     # Events go out after the writes they tell of; then one status write says what
     # is left (normally nothing) and what the writes found.
@@ -429,16 +427,17 @@ def _hold_warnings(
     ]
 
 
-def _enqueue(
-    s: ShadowRouteStatus, uid: str, now: dt.datetime, events: list[tuple[str, str, str]]
-) -> None:
+def _enqueue(s: ShadowRouteStatus, now: dt.datetime, events: list[tuple[str, str, str]]) -> None:
     """Add Events to status.pendingEvents, each with an id that names it (posting it
-    twice records it once)."""
+    twice records it once). The id begins with the time in microseconds (13 hex
+    digits, enough until 2112) and then the place in the outbox, so the Events' names
+    sort as they happened: the API server lists by name, and `kubectl describe` keeps
+    that order among Events of the same second (its lastTimestamp has no fraction)."""
     start = len(s.pending_events)
     added = []
+    micros = int(now.timestamp() * 1_000_000)
     for i, (type_, reason, message) in enumerate(events, start):
-        key = f"{uid}\x00{now.isoformat()}\x00{i}\x00{reason}"
-        ident = hashlib.sha256(key.encode()).hexdigest()[:16]
+        ident = f"{micros:013x}{i % 4096:03x}"
         added.append(PendingEvent(id=ident, type=type_, reason=reason, message=message[:1024]))
     if added:
         s.pending_events = [*s.pending_events, *added][-OUTBOX_LIMIT:]
@@ -461,11 +460,11 @@ def _shell_failure(s: ShadowRouteStatus) -> bool:
 
 def _keep_reported_failure(intent: ShadowRouteStatus, old: ShadowRouteStatus) -> None:
     """A write failure stays reported until a write succeeds (not flipped back and
-    forth by the decision, which knows nothing of writes)."""
+    forth by the decision, which knows nothing of writes): Degraded, and the Stalled,
+    Reconciling and Ready that `conditions.stall` set with it."""
     if _shell_failure(old) and not _degraded(intent):
-        intent.conditions = [
-            old.condition("Degraded") if c.type == "Degraded" else c for c in intent.conditions
-        ]
+        kept = {t: old.condition(t) for t in conditions.STALL_REPORTED}
+        intent.conditions = [kept.get(c.type) or c for c in intent.conditions]
 
 
 def _clear_reported_failure(final: ShadowRouteStatus, decided: ShadowRouteStatus) -> None:
@@ -480,9 +479,9 @@ def _report_failure(
     reason: str,
     message: str,
     now: dt.datetime,
-    uid: str,
 ) -> dt.datetime:
-    """Degraded=True with the API server's answer, and a Warning Event the first time;
+    """Degraded=True with the API server's answer (and Stalled=True, Ready=False: the
+    spec is not served until a write succeeds), and a Warning Event the first time;
     the same failure again keeps the condition exactly as it was, so a persistent error
     does not rewrite status. Returns since when it has been failing."""
     previous = old.condition("Degraded")
@@ -495,8 +494,9 @@ def _report_failure(
         since = previous.last_transition_time
     else:
         conditions.set_condition(new, "Degraded", "True", reason, message, now)
-        _enqueue(new, uid, now, [("Warning", reason, message)])
+        _enqueue(new, now, [("Warning", reason, message)])
         since = (new.condition("Degraded") or previous).last_transition_time
+    conditions.stall(new, reason, message, now)
     return parse_timestamp(since) if since else now
 
 
@@ -519,8 +519,9 @@ async def _refuse(
     new.observed_generation = int(w.body["metadata"].get("generation") or 0)
     previous = status.condition("Degraded")
     if previous is None or (previous.reason, previous.message) != (Reason.INVALID_SPEC, message):
-        _enqueue(new, w.body["metadata"]["uid"], now, [("Warning", Reason.INVALID_SPEC, message)])
+        _enqueue(new, now, [("Warning", Reason.INVALID_SPEC, message)])
     conditions.set_condition(new, "Degraded", "True", Reason.INVALID_SPEC, message, now)
+    conditions.stall(new, Reason.INVALID_SPEC, message, now)
     written, retry = await w.deliver(None, new)
     await w.status(status, written)
     return Outcome(5.0 if retry else None, w.count)

@@ -64,9 +64,9 @@ def _explained(c: dict[str, Any]) -> bool:
 
 def _troubled(c: dict[str, Any]) -> bool:
     """A condition that reports something wrong or not yet done."""
-    if c["type"] == "Degraded":
+    if c["type"] in ("Degraded", "Stalled"):
         return c["status"] == "True"
-    return c["type"] != "Progressing" and c["status"] != "True"
+    return c["type"] not in ("Progressing", "Reconciling") and c["status"] != "True"
 
 
 def _ended(obj: dict[str, Any], after_change: bool) -> bool:

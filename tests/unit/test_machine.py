@@ -226,8 +226,9 @@ def test_last_step_promotes_keeps_previous_warm_then_hands_over() -> None:
     assert d.requeue_after == 300  # keepWarm
     assert entry_selector("web", s) == {"shadowroute.io/name": "web", "shadowroute.io/role": CANARY}
     assert sim.deps[PRIMARY].revision == old and sim.deps[CANARY].replicas == 3
-    assert cond(sim, "Ready") == ("True", "Available")
+    assert cond(sim, "Ready") == ("True", "Available")  # the new revision serves 100 %
     assert cond(sim, "Progressing") == ("True", "KeepingPreviousWarm")
+    assert cond(sim, "Reconciling") == ("True", "KeepingPreviousWarm")
 
     d = sim.tick(299)
     assert d.status.primary_revision == old and d.requeue_after == 1
@@ -362,7 +363,11 @@ def test_abort_mid_rollout_rolls_back_in_one_write() -> None:
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "Aborted")]
     assert cond(sim, "Degraded") == ("True", "Aborted")
     assert cond(sim, "Progressing") == ("False", "Aborted")
-    assert cond(sim, "Ready") == ("True", "Available")
+    # The previous revision serves and is available, but not the one the spec asks for.
+    assert cond(sim, "Available") == ("True", "Available")
+    assert cond(sim, "Ready") == ("False", "Aborted")
+    assert cond(sim, "Stalled") == ("True", "Aborted")
+    assert cond(sim, "Reconciling") == ("False", "Aborted")
     assert sim.deps[CANARY].replicas == 0
     assert entry_selector("web", s)["shadowroute.io/role"] == PRIMARY
     # It stays rolled back: the template still names the aborted revision.
@@ -397,7 +402,8 @@ def test_abort_in_the_warm_window_puts_traffic_back_on_the_previous_revision() -
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "Aborted")]
     # Primary was still warm on the old revision: no pod had to start.
     assert sim.deps[PRIMARY].revision == old
-    assert cond(sim, "Ready") == ("True", "Available")
+    assert cond(sim, "Available") == ("True", "Available")
+    assert cond(sim, "Ready") == ("False", "Aborted")
 
 
 def test_analysis_failure_in_the_warm_window_rolls_back() -> None:

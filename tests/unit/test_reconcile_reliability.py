@@ -258,6 +258,10 @@ async def test_a_users_object_with_a_childs_name_is_never_written() -> None:
     ready, degraded = s.condition("Ready"), s.condition("Degraded")
     assert (ready.status, ready.reason) == ("False", "NameConflict")
     assert (degraded.status, degraded.reason) == ("True", "NameConflict")
+    # kstatus: a person must act; Flux and Argo CD see a failure, not a rollout.
+    stalled, reconciling = s.condition("Stalled"), s.condition("Reconciling")
+    assert (stalled.status, stalled.reason) == ("True", "NameConflict")
+    assert reconciling.status == "False"
     assert f"Service {NAME} exists" in ready.message
     assert "kubectl-client-side-apply" in ready.message
     assert [r for _, r in kube.events] == ["NameConflict"]
@@ -271,6 +275,7 @@ async def test_a_users_object_with_a_childs_name_is_never_written() -> None:
     await reconcile(kube, NS, NAME, T0 + dt.timedelta(minutes=3), notifier=Notifier())
     assert kube.objects[("Service", NAME)]["metadata"]["ownerReferences"][0]["uid"] == UID
     assert kube.status().condition("Degraded").status == "False"
+    assert kube.status().condition("Stalled").status == "False"
 
 
 async def test_a_siblings_child_is_a_conflict_naming_its_owner() -> None:

@@ -97,8 +97,9 @@ has the table with the reason for each line). A verb not listed here is never us
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# Events on the ShadowRoutes (events.k8s.io/v1, created and never updated).
-- apiGroups: ["events.k8s.io"]
+# Events on the ShadowRoutes, created and never updated: through core/v1, which takes
+# the lastTimestamp that kubectl describe orders Events by (events.k8s.io/v1 refuses it).
+- apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
 {{- if .Values.rbac.secrets }}

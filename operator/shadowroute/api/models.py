@@ -2271,7 +2271,11 @@ class ShadowRouteStatus(StatusModel):
     message: str = Field("", description="One-line summary for people.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing, Degraded and AnalysisHealthy.",
+        description=(
+            "Ready (the spec's template serves all traffic: False during a rollout and "
+            "after a rollback), Available, Reconciling, Stalled, Progressing, Degraded and "
+            "AnalysisHealthy."
+        ),
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],

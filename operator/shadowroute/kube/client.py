@@ -280,41 +280,18 @@ class Kube:
         message: str,
         name: str | None = None,
     ) -> bool:
-        """Record an Event on the ShadowRoute (events.k8s.io/v1). With `name`, an Event
-        of that name that already exists counts as recorded (posting twice records
-        once). False only when trying again may help (the API server did not answer or
-        failed); an Event refused for good (RBAC, validation) is logged and dropped."""
+        """Record an Event on the ShadowRoute. With `name`, an Event of that name that
+        already exists counts as recorded (posting twice records once). False only when
+        trying again may help (the API server did not answer or failed); an Event
+        refused for good (RBAC, validation) is logged and dropped."""
         meta = involved["metadata"]
-        now = dt.datetime.now(dt.UTC)
-        event = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {
-                "name": name or f"{meta['name']}.{uuid.uuid4().hex[:12]}",
-                "namespace": meta["namespace"],
-            },
-            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "type": type_,
-            "reason": reason,
-            "action": reason,
-            "note": message[:1024],
-            "reportingController": "shadowroute.io/operator",
-            "reportingInstance": FIELD_MANAGER,
-            "regarding": {
-                "apiVersion": involved["apiVersion"],
-                "kind": involved["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-        }
+        body = event_body(involved, type_, reason, message, dt.datetime.now(dt.UTC), name)
         try:
             await self._run(
                 self._call,
                 "POST",
-                f"/apis/events.k8s.io/v1/namespaces/{meta['namespace']}/events",
-                body=event,
+                f"/api/v1/namespaces/{meta['namespace']}/events",
+                body=body,
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -326,6 +303,52 @@ class Kube:
             return False
         writes.add("Event")
         return True
+
+
+def event_body(
+    involved: dict[str, Any],
+    type_: str,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """A core/v1 Event on the ShadowRoute, with eventTime and the first/last timestamps
+    and count both set. `kubectl describe` orders Events by lastTimestamp (by
+    series.lastObservedTime, else lastTimestamp, else eventTime in newer versions):
+    an Event with eventTime alone is listed in name order, which for our names is no
+    order at all. The events.k8s.io/v1 API refuses those fields on create ("must be
+    unset"), so the Event is posted through core/v1, which takes both; the
+    events.k8s.io/v1 view shows the same object (note, regarding, deprecated*)."""
+    meta = involved["metadata"]
+    second = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": name or f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+            "namespace": meta["namespace"],
+        },
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "firstTimestamp": second,
+        "lastTimestamp": second,
+        "count": 1,
+        "type": type_,
+        "reason": reason,
+        "action": reason,
+        "message": message[:1024],
+        "reportingComponent": "shadowroute.io/operator",
+        "reportingInstance": FIELD_MANAGER,
+        "source": {"component": "shadowroute.io/operator"},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+    }
 
 
 class Gone(Exception):

@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..api.models import Condition, ConditionStatus, ShadowRouteStatus, format_timestamp
-from ..names import CANARY, PAUSED, ConditionType, Stage
+from ..names import CANARY, PAUSED, ROLLOUT_STAGES, ConditionType, Stage
 from ..reasons import Reason
 from ..stages import serving_role
 from .observe import Observation
 
 READY = ConditionType.READY
+AVAILABLE = ConditionType.AVAILABLE
+RECONCILING = ConditionType.RECONCILING
+STALLED = ConditionType.STALLED
 PROGRESSING = ConditionType.PROGRESSING
 DEGRADED = ConditionType.DEGRADED
 ANALYSIS_HEALTHY = ConditionType.ANALYSIS_HEALTHY
@@ -30,7 +33,9 @@ def set_condition(
 
 
 def update(s: ShadowRouteStatus, obs: Observation, now: datetime, paused: bool) -> None:
-    _ready(s, obs, now)
+    available = _available(s, obs, now)
+    _ready(s, available, now, paused)
+    _reconciling_and_stalled(s, now, paused)
     _progressing(s, now, paused)
     _degraded(s, obs, now)
     _analysis_healthy(s, obs, now)
@@ -58,21 +63,99 @@ def _analysis_healthy(s: ShadowRouteStatus, obs: Observation, now: datetime) -> 
     set_condition(s, ANALYSIS_HEALTHY, status, reason, message, now)
 
 
-def _ready(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
-    """Ready: the version that takes the live traffic is available."""
+def _available(s: ShadowRouteStatus, obs: Observation, now: datetime) -> bool:
+    """Available: the version that takes the live traffic is available, whatever it is
+    (the stable one during a canary step or after a rollback). Its loss is the
+    `Unavailable` Warning Event."""
     name = serving_role(s)
     serving = obs.canary if name == CANARY else obs.primary
     if serving is not None and serving.ready and serving.replicas > 0:
         set_condition(
-            s, READY, "True", AVAILABLE_REASON,
+            s, AVAILABLE, "True", AVAILABLE_REASON,
             f"{name} Deployment is available with revision {serving.revision}", now,
         )  # fmt: skip
-    elif s.stage in ("", Stage.INITIALIZING, Stage.FAILED):
+        return True
+    if s.stage in ("", Stage.INITIALIZING, Stage.FAILED):
         why = s.message or "waiting for primary"
-        set_condition(s, READY, "False", Reason.INITIALIZING, why, now)
+        set_condition(s, AVAILABLE, "False", Reason.INITIALIZING, why, now)
     else:
         why = f"{name} Deployment is not available"
-        set_condition(s, READY, "False", Reason.UNAVAILABLE, why, now)
+        set_condition(s, AVAILABLE, "False", Reason.UNAVAILABLE, why, now)
+    return False
+
+
+def _rollout_reason(s: ShadowRouteStatus, paused: bool) -> str:
+    """Why a revision is still on its way: the stage's reason, or the hold's."""
+    if s.phase == PAUSED:
+        waiting = s.waiting_for_promotion and not paused
+        return Reason.WAITING_FOR_PROMOTION if waiting else Reason.PAUSED
+    return _PROGRESS_REASONS.get(s.stage or Stage.INITIALIZING, ("Unknown", Reason.INITIALIZING))[1]
+
+
+def _ready(s: ShadowRouteStatus, available: bool, now: datetime, paused: bool) -> None:
+    """Ready (what `kubectl wait --for=condition=Ready`, Flux and Argo CD wait on): the
+    desired template serves all live traffic and is available. So it is False for the
+    whole of a rollout (shadow, canary steps, preview, promotion, held), True from the
+    promotion on (Succeeded: the new revision serves 100 % from the canary Deployment)
+    and at rest (Stable), and False after a rollback: the primary serves the previous
+    revision, not the one the spec asks for (Stalled says a person must act)."""
+    stage = s.stage or Stage.INITIALIZING
+    if stage in (Stage.INITIALIZING, Stage.FAILED) or not available:
+        available_now = s.condition(AVAILABLE)
+        assert available_now is not None
+        set_condition(s, READY, "False", available_now.reason, available_now.message, now)
+    elif stage in ROLLOUT_STAGES:
+        serving = s.primary_revision or s.stable_revision
+        doing = s.message or stage
+        why = f"revision {s.canary_revision} is rolling out ({doing}); {serving} serves"
+        set_condition(s, READY, "False", _rollout_reason(s, paused), why, now)
+    elif stage == Stage.ROLLED_BACK:
+        why = (
+            f"revision {s.rolled_back_revision or s.canary_revision} was rolled back; "
+            f"{s.stable_revision} serves all traffic, not the template the spec asks for "
+            "(the retry gate or a new template goes on)"
+        )
+        set_condition(s, READY, "False", s.rollback_reason or Reason.ROLLED_BACK, why, now)
+    else:  # Stable, or Succeeded: the desired revision takes all the traffic
+        serving = s.condition(AVAILABLE)
+        assert serving is not None
+        set_condition(s, READY, "True", AVAILABLE_REASON, serving.message, now)
+
+
+def _reconciling_and_stalled(s: ShadowRouteStatus, now: datetime, paused: bool) -> None:
+    """The kstatus pair. Reconciling: the operator is still working toward the spec,
+    from the first apply (Initializing) through every rollout stage, a hold included,
+    to the end of the warm period (Succeeded: a post-promotion check may still undo
+    it). Stalled: it cannot go on without a person: rolled back (the retry gate or a
+    new template), or the first version never became available (Failed). Never both
+    True. The shell sets Stalled for a child it cannot write (`stall`)."""
+    stage = s.stage or Stage.INITIALIZING
+    if stage == Stage.ROLLED_BACK:
+        reason = s.rollback_reason or Reason.ROLLED_BACK
+        set_condition(s, RECONCILING, "False", reason, "", now)
+        set_condition(s, STALLED, "True", reason, s.message or "", now)
+    elif stage == Stage.FAILED:
+        reason = Reason.PROGRESS_DEADLINE_EXCEEDED
+        set_condition(s, RECONCILING, "False", reason, "", now)
+        set_condition(s, STALLED, "True", reason, s.message or "", now)
+    elif stage == Stage.STABLE:
+        set_condition(s, RECONCILING, "False", Reason.STABLE, "", now)
+        set_condition(s, STALLED, "False", Reason.AS_EXPECTED, "", now)
+    else:
+        set_condition(s, RECONCILING, "True", _rollout_reason(s, paused), s.message or "", now)
+        set_condition(s, STALLED, "False", Reason.AS_EXPECTED, "", now)
+
+
+STALL_REPORTED = (DEGRADED, STALLED, RECONCILING, READY)
+"""The conditions a failure the shell reports sets (Degraded, then `stall`)."""
+
+
+def stall(s: ShadowRouteStatus, reason: str, message: str, now: datetime) -> None:
+    """Stalled=True (and Reconciling=False) for what the shell found: a child it cannot
+    write, a spec the models refuse. Ready is False: the spec is not served."""
+    set_condition(s, STALLED, "True", reason, message, now)
+    set_condition(s, RECONCILING, "False", reason, "", now)
+    set_condition(s, READY, "False", reason, message, now)
 
 
 _PROGRESS_REASONS = {
@@ -118,9 +201,12 @@ def _degraded(s: ShadowRouteStatus, obs: Observation, now: datetime) -> None:
 
 
 def readiness_lost(old: ShadowRouteStatus, new: ShadowRouteStatus) -> Condition | None:
-    """Ready turned False after it was True: the version taking the live traffic is not
-    available any more. Worth a Warning Event, once per loss."""
-    before, after = old.condition(READY), new.condition(READY)
+    """Available turned False after it was True: the version taking the live traffic is
+    not available any more. Worth a Warning Event, once per loss. (Ready turning False
+    as a rollout starts is no loss: the same version still serves.) A status written
+    before the Available condition existed has its Ready say what Available says now."""
+    before = old.condition(AVAILABLE) or old.condition(READY)
+    after = new.condition(AVAILABLE)
     if before is None or after is None or before.status != "True" or after.status != "False":
         return None
     return after
