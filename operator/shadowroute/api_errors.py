@@ -8,9 +8,10 @@ request is made here.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes.client.exceptions import ApiException
+if TYPE_CHECKING:  # any error with .body and .reason: the plugin's client has its own
+    from kubernetes.client.exceptions import ApiException
 
 
 def api_status(exc: ApiException) -> dict[str, Any]:

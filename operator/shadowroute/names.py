@@ -4,15 +4,38 @@ ours, and everything may import it.
 - the stage vocabulary: `Stage` (status.stage), the `PAUSED` hold that status.phase
   shows over a rollout stage while it is held, and `Phase` (status.phase), built from
   `Stage` and the hold, so each stage name is spelled once;
-- the condition types;
+- the condition types and the check hooks;
+- the resource's API identity (group, version, kind, plural) and its timestamps;
 - the children's roles, names, labels and metadata, and the field manager.
+
+It imports nothing heavy either: the kubectl plugin's read commands load only this,
+`stages` and `cli/`, never pydantic or the kubernetes client (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+# --------------------------------------------------------------------------- the resource
+
+GROUP = "shadowroute.io"
+VERSION = "v1alpha1"
+KIND = "ShadowRoute"
+PLURAL = "shadowroutes"
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 timestamp as an aware UTC datetime; ValueError if it is not one."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r} (like 2026-11-25T05:00:00Z)")
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
+
 
 # --------------------------------------------------------------------------- stages
 
@@ -92,6 +115,15 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     ANALYSIS_HEALTHY = "AnalysisHealthy"
+
+
+class CheckHook(StrEnum):
+    """When a check runs in the life of a revision."""
+
+    BEFORE_TRAFFIC = "BeforeTraffic"
+    EACH_STEP = "EachStep"
+    BEFORE_PROMOTION = "BeforePromotion"
+    AFTER_PROMOTION = "AfterPromotion"
 
 
 # --------------------------------------------------------------------------- children

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .api.models import CanaryStep, CompareAgainst, ShadowRouteSpec, ShadowRouteStatus
 from .names import BASELINE, CANARY, COMPARATOR, PRIMARY, ROLLOUT_STAGES, SHADOW, Stage
+
+if TYPE_CHECKING:  # the plugin's read commands import this module without pydantic
+    from .api.models import CanaryStep, ShadowRouteSpec, ShadowRouteStatus
 
 # --------------------------------------------------------------------------- steps
 
@@ -93,6 +96,8 @@ def replicas_for(role: str, spec: ShadowRouteSpec, status: ShadowRouteStatus) ->
             return 0
         if role == COMPARATOR:
             return 1
+        from .api.models import CompareAgainst  # loaded already: spec is one of its models
+
         return compare.baseline_replicas if compare.against == CompareAgainst.BASELINE else 0
     # canary
     if stage in (Stage.PROMOTING, Stage.SUCCEEDED) and status.canary_revision:

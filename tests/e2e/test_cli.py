@@ -5,6 +5,7 @@ operator."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -191,6 +192,10 @@ def test_forbidden_is_a_clear_error(
     res = plugin("get", "--kubeconfig", str(kubeconfig))
     assert res.returncode == exit_codes.ERROR
     assert "forbidden" in res.stderr and "system:serviceaccount" in res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+    res = plugin("status", "web", "--kubeconfig", str(kubeconfig))
+    assert res.returncode == exit_codes.ERROR and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: ShadowRoute ") and "forbidden" in res.stderr
 
 
 def test_retry_after_pause_and_abort_goes_and_everything_names_the_images(
@@ -235,3 +240,39 @@ def test_retry_after_pause_and_abort_goes_and_everything_names_the_images(
     assert "canary step 1/2: weight 20%" in status, status
     described = kubectl("describe", "sr", "gated", "-n", ns).stdout
     assert '""' not in described, described
+
+
+def test_every_bad_input_is_one_line(
+    plugin, cluster: Cluster, namespace: str, crds_installed: None, tmp_path
+) -> None:
+    """Issue 14: against the real API server, each bad input is one line on stderr and
+    the exit code of cli/exit_codes.py."""
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    for c in refused["clusters"]:
+        c["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (tmp_path / "refused").write_text(yaml.safe_dump(refused))
+    cases = [
+        (("get", "-n", "no-such-namespace"), exit_codes.NOT_FOUND,
+         "error: namespace 'no-such-namespace' not found"),
+        (("status", "web", "-n", "no-such-namespace"), exit_codes.NOT_FOUND,
+         "error: namespace 'no-such-namespace' not found"),
+        (("history", "nope", "-n", namespace), exit_codes.NOT_FOUND,
+         f"error: ShadowRoute 'nope' not found in namespace '{namespace}'"),
+        (("get", "--kubeconfig", str(tmp_path / "refused")), exit_codes.ERROR,
+         f"error: cannot reach the API server at https://127.0.0.1:{port}: "
+         "[Errno 111] Connection refused"),
+        (("get", "--context", "nope"), exit_codes.ERROR,
+         "error: cannot load kubeconfig: no context"),
+        (("get", "--kubeconfig", str(tmp_path / "none")), exit_codes.ERROR,
+         f"error: cannot load kubeconfig: {tmp_path / 'none'}: no such file"),
+        (("get", "--bogus"), exit_codes.USAGE, "error: unrecognized arguments: --bogus"),
+        (("bogus",), exit_codes.USAGE, "error: argument COMMAND: invalid choice: 'bogus'"),
+    ]  # fmt: skip
+    for argv, code, said in cases:
+        res = plugin(*argv)
+        assert res.returncode == code, (argv, res.stderr)
+        assert res.stderr.startswith(said) and res.stderr.count("\n") == 1, (argv, res.stderr)
+        assert res.stdout == "", (argv, res.stdout)

@@ -38,18 +38,25 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ..names import COMPARE_ROLES, ROLES, Phase, Stage
+from ..names import (
+    COMPARE_ROLES,
+    GROUP,
+    KIND,
+    PLURAL,
+    ROLES,
+    VERSION,
+    CheckHook,
+    Phase,
+    Stage,
+    parse_timestamp,
+)
 from ..revision import CHANGES_LIMIT, IMAGES_LIMIT
 from .duration import DURATION_CEILING, DURATION_MAX_LENGTH, DURATION_PATTERN, DurationBounds
 from .jsonpath import JSON_PATH_PATTERN, canonical_json_path
 from .rules import Has, Is, Lacks, Rule, enforce, validations
 
-GROUP = "shadowroute.io"
-VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ShadowRoute"
 LIST_KIND = "ShadowRouteList"
-PLURAL = "shadowroutes"
 SINGULAR = "shadowroute"
 SHORT_NAMES = ("sr",)
 CATEGORIES = ("shadowroute",)
@@ -69,7 +76,6 @@ MAX_METRICS = 20
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 CONDITION_REASON_PATTERN = r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$"
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 # --------------------------------------------------------------------------- enums
@@ -118,13 +124,6 @@ class Outcome(StrEnum):
 
 
 # --------------------------------------------------------------------------- scalar types
-
-
-def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 timestamp as an aware UTC datetime; ValueError if it is not one."""
-    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r} (like 2026-11-25T05:00:00Z)")
-    return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -1684,15 +1683,6 @@ HTTP_TOKEN_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 CheckTimeout = BoundedDuration("1s", "24h")
 MaxLatency = BoundedDuration("1ms", "5m")
 _ANY_JSON: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
-
-
-class CheckHook(StrEnum):
-    """When a check runs in the life of a revision."""
-
-    BEFORE_TRAFFIC = "BeforeTraffic"
-    EACH_STEP = "EachStep"
-    BEFORE_PROMOTION = "BeforePromotion"
-    AFTER_PROMOTION = "AfterPromotion"
 
 
 class CheckHeader(SpecModel):

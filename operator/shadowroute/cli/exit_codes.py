@@ -8,7 +8,7 @@ answered with an error."""
 USAGE = 2
 """Bad arguments, an unreadable file, or a manifest the models or the API server refuse."""
 NOT_FOUND = 3
-"""The ShadowRoute does not exist."""
+"""The ShadowRoute, or the namespace named, does not exist."""
 REFUSED = 4
 """The gate does nothing in the current phase (--force writes it anyway)."""
 ROLLED_BACK = 5
@@ -22,7 +22,7 @@ ALL = {
     OK: "success",
     ERROR: "error talking to the cluster (unreachable, forbidden, unauthorized, API error)",
     USAGE: "bad usage, unreadable file, or a manifest the models or the API server refuse",
-    NOT_FOUND: "the ShadowRoute does not exist",
+    NOT_FOUND: "the ShadowRoute, or the namespace named, does not exist",
     REFUSED: "the gate does nothing in the current phase (use --force to write it anyway)",
     ROLLED_BACK: "status --watch: the rollout ended RolledBack or Failed",
     TIMEOUT: "status --watch --timeout, or --wait of a gate, ran out of time",

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubernetes
-import urllib3
-import yaml
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
-
-from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..api_errors import api_reason
-from ..kube.client import collection_path, raw_request
 from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
-from ..names import MANAGED_BY, MANAGER, NAME_LABEL
+from ..names import GROUP, KIND, MANAGED_BY, MANAGER, NAME_LABEL, PLURAL, VERSION
+from . import apiserver
+from .apiserver import ApiError
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
 ROUTES = f"/apis/{GROUP}/{VERSION}"
@@ -28,9 +22,10 @@ class CliError(Exception):
         self.status = status  # the HTTP status, when the API server answered
 
 
-def api_error(exc: ApiException, what: str, path: str = "") -> CliError:
+def api_error(exc: ApiError, what: str, path: str = "") -> CliError:
     """A CliError with the API server's own words and a hint for the usual causes."""
     reason, message = api_reason(exc, "Error")
+    message = " ".join(message.split())  # one line, whatever the server wrote
     code, status = ERROR, exc.status
     if status == 403:
         text = f"{what}: forbidden: {message}"
@@ -51,44 +46,17 @@ def api_error(exc: ApiException, what: str, path: str = "") -> CliError:
 
 
 class Cluster:
-    """One API server, as named by the kubeconfig (or the pod's service account)."""
+    """One API server, as named by the kubeconfig (or the pod's service account),
+    through the plugin's own small client (cli/apiserver.py)."""
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
-        self.default_namespace = "default"
-        config = kubernetes.client.Configuration()
         try:
-            kubernetes.config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=config
-            )
-            _, active = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
-            if context:
-                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
-                active = next((c for c in contexts if c["name"] == context), active)
-            self.default_namespace = (active or {}).get("context", {}).get("namespace") or "default"
-        except (kubernetes.config.ConfigException, FileNotFoundError) as exc:
-            if kubeconfig or context:
-                raise CliError(f"cannot load kubeconfig: {exc}") from exc
-        except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as exc:
-            # Not YAML, or YAML that is not a kubeconfig (the client's loader assumes
-            # its shape): one line, never the loader's traceback.
-            where = kubeconfig or "the kubeconfig ($KUBECONFIG or ~/.kube/config)"
-            if isinstance(exc, yaml.YAMLError):
-                mark = getattr(exc, "problem_mark", None)
-                line = f" at line {mark.line + 1}" if mark is not None else ""
-                why = f"not YAML{line}"
-            else:
-                why = "YAML, but not a Config with clusters, contexts and users"
-            raise CliError(f"cannot load kubeconfig: {where} is {why}") from exc
-            try:
-                kubernetes.config.load_incluster_config(client_configuration=config)
-            except kubernetes.config.ConfigException:
-                raise CliError(
-                    f"no cluster to talk to: {exc} (set KUBECONFIG or pass --kubeconfig)"
-                ) from exc
-        config.retries = 1
-        self.server = config.host
-        self.api = ApiClient(config)
-        self.core = kubernetes.client.CoreV1Api(self.api)
+            endpoint = apiserver.load(kubeconfig, context)
+        except apiserver.ConfigError as exc:
+            raise CliError(str(exc)) from None
+        self.default_namespace = endpoint.namespace
+        self.server = endpoint.server
+        self.api = apiserver.ApiServer(endpoint, timeout=30)
 
     def request(
         self,
@@ -101,13 +69,10 @@ class Cluster:
         what: str = "",
     ) -> Any:
         try:
-            return raw_request(
-                self.api, method, path, query=query, body=body, content_type=content_type,
-                timeout=30,
-            )  # fmt: skip
-        except urllib3.exceptions.HTTPError as exc:
-            raise CliError(f"cannot reach the API server at {self.server}: {exc}") from exc
-        except ApiException as exc:
+            return self.api.request(method, path, query=query, body=body, content_type=content_type)
+        except apiserver.Unreachable as exc:
+            raise CliError(f"cannot reach the API server at {self.server}: {exc}") from None
+        except ApiError as exc:
             raise api_error(exc, what or f"{method} {path}", path) from None
 
     # ------------------------------------------------------------------ ShadowRoutes
@@ -121,10 +86,23 @@ class Cluster:
             )
         except CliError as exc:
             if exc.code == NOT_FOUND:
-                raise CliError(
+                raise self.missing_namespace(namespace) or CliError(
                     f"{KIND} {name!r} not found in namespace {namespace!r}", NOT_FOUND, 404
                 ) from None
             raise
+
+    def missing_namespace(self, namespace: str) -> CliError | None:
+        """The error to give when `namespace` does not exist; None when it does, or
+        when this identity may not tell (asked only after a 404 or an empty list)."""
+        try:
+            self.request("GET", f"/api/v1/namespaces/{namespace}", what=f"namespace {namespace}")
+        except CliError as exc:
+            if exc.status == 404:
+                return CliError(f"namespace {namespace!r} not found", NOT_FOUND, 404)
+            if exc.status in (401, 403):
+                return None
+            raise
+        return None
 
     def find_route(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -159,6 +137,10 @@ class Cluster:
         )
         data = self.request("GET", path, what=f"list {PLURAL}")
         items = data.get("items") or []
+        if not items and namespace is not None:
+            missing = self.missing_namespace(namespace)
+            if missing is not None:
+                raise missing
         return sorted(
             items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
         )
@@ -192,6 +174,8 @@ class Cluster:
 
     def children(self, namespace: str, name: str, kinds: tuple[str, ...]) -> dict[str, list]:
         selector = f"{NAME_LABEL}={name},{MANAGED_BY}={MANAGER}"
+        from ..kube.client import collection_path  # plan only: it loads the operator's client
+
         out: dict[str, list] = {}
         for kind in kinds:
             try:

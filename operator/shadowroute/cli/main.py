@@ -4,6 +4,11 @@ Installed as the console script `kubectl-shadowroute`, which kubectl finds on PA
 runs for `kubectl shadowroute ...`. kubectl does not pass its own flags to plugins, so
 -n/--namespace, --kubeconfig and --context are the plugin's own and work anywhere on
 the command line.
+
+A call imports only what its command needs: the read commands (get, status, history,
+diff) and the gates load neither pydantic, the kubernetes client nor the operator's
+modules (docs/operations.md); plan and status --watch validate the spec with the
+models, so they load them when they run.
 """
 
 from __future__ import annotations
@@ -15,25 +20,27 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-import yaml
-from pydantic import ValidationError
-
-from .. import __version__, traffic
-from ..api.models import KIND, ShadowRouteSpec
-from ..names import ConditionType, Stage
-from ..rollout.machine import desired_revision
-from . import diff, exit_codes, gates, plan, view
+from .. import __version__
+from ..names import KIND, ConditionType, Stage
+from . import diff, exit_codes, gates, view
 from .kube import CliError, Cluster
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {c}  {m}" for c, m in exit_codes.ALL.items())
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag or command said in one line (not usage plus error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(exit_codes.USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _common() -> argparse.ArgumentParser:
     """Flags every command takes, before or after its name (SUPPRESS: the one given
     last wins, and an absent one does not overwrite a given one)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     p.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace")
     p.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="path of the kubeconfig")
     p.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
@@ -42,7 +49,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kubectl shadowroute",
         description=__doc__.splitlines()[0],
         epilog=EPILOG,
@@ -286,6 +293,9 @@ class App:
     # ------------------------------------------------------------------ plan
 
     def cmd_plan(self) -> int:
+        from .. import traffic  # plan validates with the models and renders: the slow path
+        from . import plan
+
         a = self.args
         docs = _read_manifests(a.filename)
         routes = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
@@ -348,6 +358,11 @@ def rollout_ended(obj: dict[str, Any]) -> tuple[int | None, str]:
     degraded = view.condition(status, ConditionType.DEGRADED) or {}
     if degraded.get("reason") == "InvalidSpec" and degraded.get("status") == "True":
         return exit_codes.ROLLED_BACK, f"the spec is invalid: {degraded.get('message')}"
+    from pydantic import ValidationError  # --watch only: the revision is the models' hash
+
+    from ..api.models import ShadowRouteSpec
+    from ..rollout.machine import desired_revision
+
     try:
         desired = desired_revision(ShadowRouteSpec.model_validate(obj.get("spec") or {}))
     except ValidationError:
@@ -365,6 +380,8 @@ def rollout_ended(obj: dict[str, Any]) -> tuple[int | None, str]:
 
 
 def _read_manifests(filename: str) -> list[Any]:
+    import yaml
+
     try:
         text = sys.stdin.read() if filename == "-" else Path(filename).read_text()
         return [d for d in yaml.safe_load_all(text) if d is not None]
@@ -377,6 +394,8 @@ def _read_manifests(filename: str) -> list[Any]:
 def _dump(data: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2)
+    import yaml
+
     return yaml.safe_dump(data, sort_keys=False).rstrip()
 
 

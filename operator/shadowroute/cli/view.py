@@ -7,8 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from ..api.models import CheckHook, parse_timestamp
-from ..names import ConditionType, Stage
+from ..names import CheckHook, ConditionType, Stage, parse_timestamp
 from ..stages import step_index
 
 MAX_MESSAGE_SHOWN = 100
