@@ -13,8 +13,9 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..api_errors import api_reason
-from ..kube.client import collection_path, raw_request
+from ..kube.client import APPLY_PATCH, apply_query, collection_path, raw_request, resource_path
 from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
+from ..names import FIELD_MANAGER as OPERATOR_FIELD_MANAGER
 from ..names import MANAGED_BY, MANAGER, NAME_LABEL
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
@@ -182,11 +183,35 @@ class Cluster:
         return self.request(
             "PATCH",
             f"{ROUTES}/namespaces/{namespace}/{PLURAL}/{name}",
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("dryRun", "All")],
+            query=apply_query(FIELD_MANAGER, True, dry_run=True),
             body=obj,
-            content_type="application/apply-patch+yaml",
+            content_type=APPLY_PATCH,
             what=f"server-side dry run of {KIND} {namespace}/{name}",
         )
+
+    def dry_run_child(self, obj: dict[str, Any], force: bool) -> None:
+        """The operator's server-side apply of one child (its field manager, its
+        force), with dryRun=All: nothing is stored; a refusal is a CliError with every
+        cause the API server gave."""
+        meta = obj["metadata"]
+        self.request(
+            "PATCH",
+            resource_path(obj),
+            query=apply_query(OPERATOR_FIELD_MANAGER, force, dry_run=True),
+            body=obj,
+            content_type=APPLY_PATCH,
+            what=f"{obj['kind']} {meta['name']}",
+        )
+
+    def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of a kind the operator writes; None when it does not exist."""
+        path = resource_path({"kind": kind, "metadata": {"namespace": namespace, "name": name}})
+        try:
+            return self.request("GET", path, what=f"{kind} {namespace}/{name}")
+        except CliError as exc:
+            if exc.code == NOT_FOUND:
+                return None
+            raise
 
     # ------------------------------------------------------------------ around them
 
