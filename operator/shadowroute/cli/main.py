@@ -381,6 +381,7 @@ class App:
                     raise  # the API server did not answer
                 verdict = "skipped" if exc.status in (401, 403) else "refused"
                 message = str(exc).removeprefix(f"{kind} {name}: ")
+                message = message.removeprefix("rejected by the API server: ")
                 if verdict == "skipped":
                     message = f"a dry run needs the rights of a write: {message}"
                 out.append(plan.DryRun(kind, name, action, verdict, message))
