@@ -125,6 +125,17 @@ def _default(node: dict[str, Any]) -> str:
     return f"`{json.dumps(value)}`"
 
 
+KUBERNETES_TYPES = {
+    "spec.template.spec": (
+        "Its fields are a Kubernetes `PodSpec`'s, checked at apply by the schema vendored "
+        "from Kubernetes {version} (hack/gen_pod_template_schema.py): a misspelt or unknown "
+        "field is refused. Their meaning: `kubectl explain deployment.spec.template.spec`. "
+        "Also required here: at least one container, each with a `name` and an `image`."
+    )
+}
+"""Objects whose schema is Kubernetes' own: a pointer, not a copy of its tables."""
+
+
 def sections(node: dict[str, Any], path: str, out: list[str], status: bool) -> None:
     """One table per object (depth first), its rules below it."""
     props = node.get("properties") or {}
@@ -134,6 +145,9 @@ def sections(node: dict[str, Any], path: str, out: list[str], status: bool) -> N
     out.append(f"### `{path}`\n")
     if node.get("description"):
         out.append(node["description"] + "\n")
+    if path in KUBERNETES_TYPES:
+        out.append(KUBERNETES_TYPES[path].format(version=_kubernetes_version()) + "\n")
+        return
     cols = "| field | type | " + ("" if status else "required | default | ") + "description |"
     out.append(cols)
     out.append("|---" * (3 if status else 5) + "|")
@@ -168,6 +182,13 @@ def sections(node: dict[str, Any], path: str, out: list[str], status: bool) -> N
         out.append("")
     for child_path, child in nested:
         sections(child, child_path, out, status)
+
+
+def _kubernetes_version() -> str:
+    env = (Path(__file__).resolve().parent / "versions.env").read_text()
+    return next(
+        line.split("=", 1)[1] for line in env.splitlines() if line.startswith("KUBERNETES_VERSION=")
+    )
 
 
 def render() -> str:

@@ -23,10 +23,34 @@ def api_status(exc: ApiException) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def api_causes(exc: ApiException) -> list[str]:
+    """Every cause the API server listed (`field: message`), in its order."""
+    details = api_status(exc).get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    out = []
+    for cause in causes if isinstance(causes, list) else []:
+        if not isinstance(cause, dict):
+            continue
+        text = str(cause.get("message") or cause.get("reason") or "")
+        out.append(f"{cause['field']}: {text}" if cause.get("field") else text)
+    return out
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's message, one line, with every cause it listed: a cause its
+    message leaves out is added, so nothing it said is lost (as `kubectl apply` shows
+    them all)."""
+    message = str(api_status(exc).get("message") or exc.reason)
+    missing = [c for c in api_causes(exc) if c and c not in message]
+    if missing:
+        message += " [" + "; ".join(missing) + "]"
+    return " ".join(message.split())
+
+
 def api_reason(exc: ApiException, default: str = "ApiError") -> tuple[str, str]:
-    """A CamelCase reason and a one-line message, in the API server's own words."""
-    status = api_status(exc)
-    return status.get("reason") or exc.reason or default, status.get("message") or str(exc.reason)
+    """A CamelCase reason and a one-line message with every cause, in the API
+    server's own words."""
+    return api_status(exc).get("reason") or exc.reason or default, api_message(exc)
 
 
 def names_an_object(exc: ApiException) -> bool:

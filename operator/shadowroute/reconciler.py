@@ -279,10 +279,10 @@ async def _apply(
                     break
                 continue
             seen = live[current["kind"]].get(current["metadata"]["name"])
-            if diff.needs_write(current, seen):
-                # Not yet ours: created without force, so fields of another manager are
-                # a conflict rather than taken over (the check above found no object).
-                await kube.apply(diff.with_applied_hash(current), force=seen is not None)
+            write = diff.planned_write(current, seen)
+            if write is not None:
+                # Not yet ours: created without force (the check above found no object).
+                await kube.apply(*write)
                 w.count += 1
         # Routes no longer rendered (another provider, or your own route instead of
         # ours) go, after the new ones are in place. Other providers' kinds are listed
@@ -321,7 +321,8 @@ async def _apply(
             )
         if traffic.is_route(current):
             return traffic.route_failure(current, exc)
-        return Reason.APPLY_FAILED, f"{reason}: {message}"
+        what = f"{current['kind']} {current['metadata']['name']}: " if current["kind"] else ""
+        return Reason.APPLY_FAILED, f"{what}{reason}: {message}"
     return None
 
 

@@ -40,6 +40,9 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 gen_crd = _load("gen_crd", ROOT / "hack" / "gen_crd.py")
+QUANTITY_PATTERN = _load(
+    "gen_pod_template_schema", ROOT / "hack" / "gen_pod_template_schema.py"
+).QUANTITY_PATTERN
 # The end-to-end case table, replayed here against the models (no cluster needed).
 cases = _load("crd_validation_cases", ROOT / "tests" / "e2e" / "test_crd_validation.py")
 
@@ -55,6 +58,8 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
         yield from nodes(child, f"{path}.{name}" if path else name)
     if "items" in schema:
         yield from nodes(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
 # --------------------------------------------------------------------------- the file
@@ -117,6 +122,8 @@ def test_printer_columns() -> None:
 # --------------------------------------------------------------------------- structural
 
 
+TEMPLATE = "spec.template"
+"""Where the PodTemplateSpec schema vendored from Kubernetes sits."""
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "nullable", "const"}
 
 
@@ -125,7 +132,8 @@ FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "nullab
 )
 def test_every_node_is_structural(path: str, node: dict[str, Any]) -> None:
     assert not FORBIDDEN & node.keys(), f"{path}: {FORBIDDEN & node.keys()}"
-    assert "additionalProperties" not in node
+    if "additionalProperties" in node:  # a typed map: only Kubernetes' own, no fields beside
+        assert path.startswith(TEMPLATE) and "properties" not in node, path
     if node.get("x-kubernetes-int-or-string"):
         assert "type" not in node
     elif "type" not in node:  # any JSON value: only a leaf that keeps whatever it is given
@@ -151,7 +159,10 @@ def test_every_field_is_described() -> None:
     undocumented = [
         path
         for path, node in nodes(SCHEMA)
-        if path and not path.endswith("[]") and not node.get("description", "").strip()
+        if path
+        and not path.endswith(("[]", "}"))
+        and not path.startswith(f"{TEMPLATE}.spec.")  # kubectl explain deployment.spec.template
+        and not node.get("description", "").strip()
     ]
     assert undocumented == ["metadata"]  # the API server documents ObjectMeta itself
 
@@ -174,11 +185,15 @@ def test_only_pod_templates_and_expected_json_values_preserve_unknown_fields() -
     preserving = [
         path for path, node in nodes(SCHEMA) if node.get("x-kubernetes-preserve-unknown-fields")
     ]
+    # In the pod template, only Kubernetes' quantities (a number, or a string of the
+    # quantity pattern) and its free-form fieldsV1.
+    in_template = [p for p in preserving if p.startswith(TEMPLATE)]
+    for path in in_template:
+        node = dict(nodes(SCHEMA))[path]
+        assert path.endswith("fieldsV1") or node["pattern"] == QUANTITY_PATTERN, path
+    assert "spec.template.spec.containers[].resources.limits{}" in in_template
     job = "spec.checks[].job.template"
-    assert preserving == [
-        "spec.template.metadata",
-        "spec.template.spec",
-        "spec.template.spec.containers[]",
+    assert [p for p in preserving if not p.startswith(TEMPLATE)] == [
         "spec.checks[].http.expect.json[].value",
         f"{job}.metadata",
         f"{job}.spec",
@@ -218,6 +233,8 @@ def schema_errors(value: Any, node: dict[str, Any], path: str = "") -> list[str]
     """A small OpenAPI validator: enough to check defaults and examples offline."""
     errors: list[str] = []
     kind = node.get("type")
+    if kind is None and node.get("x-kubernetes-preserve-unknown-fields"):
+        return []  # any value (a quantity's pattern aside)
     if node.get("x-kubernetes-int-or-string"):
         if not isinstance(value, int | str) or isinstance(value, bool):
             errors.append(f"{path}: not an int or string")
@@ -256,6 +273,8 @@ def schema_errors(value: Any, node: dict[str, Any], path: str = "") -> list[str]
         for name, item in value.items():
             if name in properties:
                 errors += schema_errors(item, properties[name], f"{path}.{name}")
+            elif isinstance(node.get("additionalProperties"), dict):
+                errors += schema_errors(item, node["additionalProperties"], f"{path}.{name}")
             elif not node.get("x-kubernetes-preserve-unknown-fields"):
                 errors.append(f"{path}.{name}: unknown field")
     return errors

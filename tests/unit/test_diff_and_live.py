@@ -379,3 +379,17 @@ def _leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Any:
             yield from _leaf_paths(v, (*path, i))
     else:
         yield path
+
+
+def test_planned_write_is_what_the_reconciler_applies() -> None:
+    """plan dry-runs exactly this body and force: a create without force, an update
+    with it, nothing when the live object is current."""
+    from shadowroute.render import diff as d
+
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"a": 1}}
+    body, force = d.planned_write(obj, None)
+    assert force is False and body["metadata"]["annotations"][d.APPLIED_HASH]
+    live = d.with_applied_hash(obj)
+    assert d.planned_write(obj, live) is None
+    changed = {**obj, "spec": {"a": 2}}
+    assert d.planned_write(changed, live)[1] is True

@@ -389,3 +389,20 @@ async def test_a_name_it_may_not_read_is_not_written_either() -> None:
     assert kube.writes("apply") == []
     degraded = kube.status().condition("Degraded")
     assert degraded.reason == "ApplyFailed" and f"cannot read Service {NAME}" in degraded.message
+
+
+async def test_an_invalid_deployment_is_a_condition_naming_it_with_every_cause() -> None:
+    """The API server's 422 lists each cause; Degraded names the child and keeps them all."""
+    kube = CrashingKube(canary_spec())
+    causes = [
+        {"reason": "FieldValueInvalid", "message": "Invalid value: 'A_b'", "field": "a.name"},
+        {"reason": "FieldValueInvalid", "message": "Invalid value: -1", "field": "b.port"},
+    ]
+    invalid = {"reason": "Invalid", "message": "is invalid", "details": {"causes": causes}}
+    kube.fail["apply:Deployment"] = [api_error(422, invalid)]
+    await reconcile(kube, NS, NAME, T0, notifier=Notifier())
+    degraded = kube.status().condition("Degraded")
+    assert degraded.reason == "ApplyFailed"
+    assert degraded.message.startswith(f"Deployment {NAME}-primary: Invalid: is invalid")
+    assert "a.name: Invalid value: 'A_b'" in degraded.message
+    assert "b.port: Invalid value: -1" in degraded.message

@@ -10,6 +10,8 @@ a model change that the API server would reject fails here, in a unit test, inst
 from __future__ import annotations
 
 import copy
+import json
+from importlib import resources
 from typing import Any
 
 from .models import (
@@ -150,6 +152,44 @@ def _convert(
     return merged
 
 
+POD_TEMPLATE_SCHEMA_FILE = "pod_template_schema.json"
+"""The structural schema of io.k8s.api.core.v1.PodTemplateSpec, vendored from the
+pinned Kubernetes version by hack/gen_pod_template_schema.py."""
+
+
+def pod_template_schema() -> dict[str, Any]:
+    """The vendored PodTemplateSpec schema with the models' own rules on top: at least
+    one container, each with a name and an image (Kubernetes requires the image of a
+    Deployment's containers only in its validation, which runs after apply)."""
+    text = resources.files(__package__).joinpath(POD_TEMPLATE_SCHEMA_FILE).read_text()
+    schema = json.loads(text)
+    containers = schema["properties"]["spec"]["properties"]["containers"]
+    containers["minItems"] = 1
+    item = containers["items"]
+    item["required"] = sorted({*item.get("required", []), "name", "image"})
+    for key in ("name", "image"):
+        item["properties"][key]["minLength"] = 1
+    return schema
+
+
+def _typed_template(generated: dict[str, Any]) -> dict[str, Any]:
+    """spec.template: the real PodTemplateSpec schema, so `kubectl apply` refuses a
+    misspelt field; the models' descriptions stay."""
+    typed = pod_template_schema()
+    typed["description"] = generated["description"]
+    typed["required"] = generated.get("required", ["spec"])
+    for part in ("metadata", "spec"):
+        typed["properties"][part]["description"] = generated["properties"][part]["description"]
+    meta = typed["properties"]["metadata"]["properties"]
+    meta["labels"]["description"] = "Labels of the pods (the operator adds its own)."
+    meta["annotations"]["description"] = "Annotations of the pods."
+    containers = typed["properties"]["spec"]["properties"]["containers"]
+    containers["description"] = generated["properties"]["spec"]["properties"]["containers"][
+        "description"
+    ]
+    return typed
+
+
 def openapi_schema() -> dict[str, Any]:
     """The openAPIV3Schema of the ShadowRoute resource."""
     schema = structural(ShadowRoute.model_json_schema(by_alias=True, mode="validation"))
@@ -160,6 +200,8 @@ def openapi_schema() -> dict[str, Any]:
         keep_defaults=False,
     )
     properties = schema["properties"]
+    spec = properties["spec"]["properties"]
+    spec["template"] = _typed_template(spec["template"])
     status["description"] = properties["status"]["description"]
     properties["status"] = status
     # apiVersion and kind are set by clients and checked by the API server; a schema

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..api_errors import api_reason
 from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
+from ..names import FIELD_MANAGER as OPERATOR_FIELD_MANAGER
 from ..names import GROUP, KIND, MANAGED_BY, MANAGER, NAME_LABEL, PLURAL, VERSION
 from . import apiserver
 from .apiserver import ApiError
@@ -159,16 +160,46 @@ class Cluster:
     def dry_run_apply(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with dryRun=All: the API server validates (schema, CEL) and
         defaults the object, and stores nothing."""
+        from ..kube.client import APPLY_PATCH, apply_query  # plan only: the operator's client
+
         name = body["metadata"]["name"]
         obj = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
         return self.request(
             "PATCH",
             f"{ROUTES}/namespaces/{namespace}/{PLURAL}/{name}",
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("dryRun", "All")],
+            query=apply_query(FIELD_MANAGER, True, dry_run=True),
             body=obj,
-            content_type="application/apply-patch+yaml",
+            content_type=APPLY_PATCH,
             what=f"server-side dry run of {KIND} {namespace}/{name}",
         )
+
+    def dry_run_child(self, obj: dict[str, Any], force: bool) -> None:
+        """The operator's server-side apply of one child (its field manager, its
+        force), with dryRun=All: nothing is stored; a refusal is a CliError with every
+        cause the API server gave."""
+        from ..kube.client import APPLY_PATCH, apply_query, resource_path  # plan only
+
+        meta = obj["metadata"]
+        self.request(
+            "PATCH",
+            resource_path(obj),
+            query=apply_query(OPERATOR_FIELD_MANAGER, force, dry_run=True),
+            body=obj,
+            content_type=APPLY_PATCH,
+            what=f"{obj['kind']} {meta['name']}",
+        )
+
+    def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of a kind the operator writes; None when it does not exist."""
+        from ..kube.client import resource_path  # plan only: the operator's client
+
+        path = resource_path({"kind": kind, "metadata": {"namespace": namespace, "name": name}})
+        try:
+            return self.request("GET", path, what=f"{kind} {namespace}/{name}")
+        except CliError as exc:
+            if exc.code == NOT_FOUND:
+                return None
+            raise
 
     # ------------------------------------------------------------------ around them
 

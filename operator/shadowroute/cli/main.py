@@ -20,12 +20,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import __version__
 from ..names import KIND, ConditionType, Stage
 from . import diff, exit_codes, gates, view
 from .kube import CliError, Cluster
+
+if TYPE_CHECKING:  # plan's types only: importing plan loads the models
+    from .plan import DryRun, Plan
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {c}  {m}" for c, m in exit_codes.ALL.items())
 
@@ -301,7 +304,7 @@ class App:
         routes = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
         if not routes:
             raise CliError(f"{a.filename}: no {KIND} in it", exit_codes.USAGE)
-        results, changed = [], False
+        results, changed, refused = [], False, False
         for body in routes:
             ns = self._manifest_namespace(body)
             try:
@@ -318,15 +321,24 @@ class App:
                 kinds = ("Deployment", "Service", *traffic.ROUTE_KINDS[spec.traffic.provider])
                 children = self.cluster.children(ns, name, kinds)
             result = plan.make_plan(body, ns, live, children, now())
+            if not a.no_dry_run:
+                result.dry_runs = self._dry_run_children(result)
+            refused = refused or bool(result.refused)
             changed = changed or result.changes
             if a.output == "json":
-                results.append({**dataclasses.asdict(result), "changes": result.changes})
+                out = dataclasses.asdict(result)
+                for key in ("writes", "live_edits"):  # whole manifests: the changes say it
+                    out.pop(key)
+                results.append({**out, "changes": result.changes})
             else:
                 results.append(plan.render(result, dry))
         if a.output == "json":
             self.print(json.dumps(results if len(results) > 1 else results[0], indent=2))
         else:
             self.print("\n\n".join(results))
+        if refused:
+            self.err.write("error: the API server refuses what the operator would write (above)\n")
+            return exit_codes.USAGE
         return exit_codes.CHANGES if a.exit_code and changed else exit_codes.OK
 
     def _manifest_namespace(self, body: dict[str, Any]) -> str:
@@ -343,9 +355,52 @@ class App:
             self.cluster.dry_run_apply(ns, body)
         except CliError as exc:
             if exc.status == 403:
-                return f"skipped ({exc})"
+                return f"skipped: a dry run needs the rights of a write ({exc})"
             raise
         return "accepted by the API server (schema and CEL rules)"
+
+    def _dry_run_children(self, result: Plan) -> list[DryRun]:
+        """The server-side dry run of each write of the next reconcile, in its order:
+        accepted, refused (every cause the API server gave), or skipped when this
+        identity may not write that kind (a dry run needs the rights of a write)."""
+        from .. import traffic
+        from . import plan
+
+        out = []
+        bodies = list(result.writes)
+        for edit in result.live_edits:
+            meta = edit["metadata"]
+            kind, name = edit["kind"], meta["name"]
+            try:
+                live = self.cluster.find(edit["kind"], meta["namespace"], meta["name"])
+                patch = edit.apply_to(live)
+            except traffic.RouteError as exc:
+                out.append(
+                    plan.DryRun(edit["kind"], meta["name"], "update", "refused", exc.message)
+                )
+                continue
+            except CliError as exc:
+                out.append(plan.DryRun(kind, name, "update", "skipped", str(exc)))
+                continue
+            if patch is not None:
+                bodies.append((patch, True))
+        for obj, force in bodies:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            action = "update" if force else "create"
+            try:
+                self.cluster.dry_run_child(obj, force)
+            except CliError as exc:
+                if exc.status is None:
+                    raise  # the API server did not answer
+                verdict = "skipped" if exc.status in (401, 403) else "refused"
+                message = str(exc).removeprefix(f"{kind} {name}: ")
+                message = message.removeprefix("rejected by the API server: ")
+                if verdict == "skipped":
+                    message = f"a dry run needs the rights of a write: {message}"
+                out.append(plan.DryRun(kind, name, action, verdict, message))
+                continue
+            out.append(plan.DryRun(kind, name, action, "accepted"))
+        return out
 
 
 def rollout_ended(obj: dict[str, Any]) -> tuple[int | None, str]:

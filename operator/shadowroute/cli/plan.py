@@ -8,6 +8,14 @@ claims a check passed): a new
 revision or not, the stages it will go through, the acceptance checks it will run,
 the events, and which children are created or changed (and how).
 
+Then the plugin asks the API server for a server-side dry run (dryRun=All,
+fieldValidation=Strict) of the ShadowRoute and of every child the reconcile would
+write, with the very body and field manager the operator applies
+(`diff.planned_write`): a pod template the API server refuses (a misspelt field, an
+invalid value only the Deployment's validation sees) is reported by plan with every
+cause the API server gave, not first by a Degraded route after apply. Nothing is
+stored.
+
 A header value of a check is never printed (it may be a token): a plan names the
 Secret and key it comes from, or says it is a literal, and a changed literal shows as
 `(literal)` in the spec changes too.
@@ -36,6 +44,7 @@ from ..render import diff
 from ..render.workloads import route_port
 from ..rollout.machine import desired_revision
 from ..rollout.observe import AnalysisSignal, Health
+from ..traffic import LiveEdit
 from ..wanted import Seen, wanted
 
 MAX_CHANGES_SHOWN = 8
@@ -56,6 +65,17 @@ class ObjectChange:
 
 
 @dataclass
+class DryRun:
+    """The API server's answer to the server-side dry run of one write."""
+
+    kind: str
+    name: str
+    action: str  # create | update
+    verdict: str  # accepted | refused | skipped
+    message: str = ""
+
+
+@dataclass
 class Plan:
     namespace: str
     name: str
@@ -71,6 +91,17 @@ class Plan:
     status_after: dict[str, Any]
     objects: list[ObjectChange]
     checks: list[str] = field(default_factory=list)
+    writes: list[tuple[dict[str, Any], bool]] = field(default_factory=list)
+    """What the next reconcile applies, as (body, force) (`diff.planned_write`)."""
+    live_edits: list[LiveEdit] = field(default_factory=list)
+    """Parts of objects you own the reconcile would edit: their body depends on the
+    object as it is when it is written."""
+    dry_runs: list[DryRun] = field(default_factory=list)
+    """Filled by the plugin: the server-side dry run of each write."""
+
+    @property
+    def refused(self) -> list[DryRun]:
+        return [d for d in self.dry_runs if d.verdict == "refused"]
 
     @property
     def new_revision(self) -> bool:
@@ -97,11 +128,16 @@ def parse_spec(body: dict[str, Any]) -> ShadowRouteSpec:
     try:
         return ShadowRouteSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "".join(f".{p}" for p in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise PlanError(f"spec{where}: {message}{more}") from exc
+        errors = [
+            "spec"
+            + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in error["loc"])
+            + ": "
+            + str(error["msg"]).removeprefix("Value error, ")
+            for error in exc.errors()
+        ]
+        # Every error, as kubectl apply lists every cause.
+        many = f"{len(errors)} errors: " if len(errors) > 1 else ""
+        raise PlanError(many + "; ".join(errors)) from exc
 
 
 def stages(spec: ShadowRouteSpec, name: str) -> list[str]:
@@ -330,9 +366,16 @@ def make_plan(
     want = wanted(spec, status, seen, owner, now)
     decision, desired_objs, after = want.decision, want.objects, want.status
     objects = []
+    writes: list[tuple[dict[str, Any], bool]] = []
+    live_edits: list[LiveEdit] = []
     for obj in desired_objs:
         kind, obj_name = obj["kind"], obj["metadata"]["name"]
         current = diff.index_by_name(children.get(kind, [])).get(obj_name)
+        if isinstance(obj, LiveEdit):
+            live_edits.append(obj)
+        else:
+            write = diff.planned_write(obj, current)
+            writes += [write] if write is not None else []
         if current is None:
             objects.append(ObjectChange("create", kind, obj_name))
         elif diff.needs_write(obj, current):
@@ -384,6 +427,8 @@ def make_plan(
         status_after=after.to_k8s(),
         objects=objects,
         checks=check_descriptions(spec),
+        writes=writes,
+        live_edits=live_edits,
     )
 
 
@@ -438,5 +483,15 @@ def render(plan: Plan, dry_run: str | None = None) -> str:
         lines.append(f"  unchanged: {', '.join(same)}")
     if dry_run:
         lines.append(f"server-side dry run: {dry_run}")
+    if plan.dry_runs:
+        lines.append("server-side dry run of what the operator would apply:")
+        for d in plan.dry_runs:
+            said = f": {d.message}" if d.message else ""
+            lines.append(f"  {d.action} {d.kind} {d.name}: {d.verdict}{said}")
+    if plan.refused:
+        lines.append(
+            f"APPLYING WOULD FAIL: the API server refuses {len(plan.refused)} of the writes "
+            "of the next reconcile (the route would be Degraded, ApplyFailed)"
+        )
     lines.append("would change: " + ("yes" if plan.changes else "nothing"))
     return "\n".join(lines)

@@ -130,6 +130,20 @@ def raw_request(
     return json.loads(data) if data else None
 
 
+def apply_query(manager: str, force: bool, dry_run: bool = False) -> list[tuple[str, str]]:
+    """The query of a server-side apply: one field manager, and Strict field
+    validation, so a field the API server does not know (a misspelt one in a pod
+    template) is an error naming it, never dropped with a warning. With `dry_run`
+    (dryRun=All) the API server validates, defaults and admits it and stores nothing:
+    what `kubectl shadowroute plan` sends."""
+    query = [
+        ("fieldManager", manager),
+        ("force", "true" if force else "false"),
+        ("fieldValidation", "Strict"),
+    ]
+    return [*query, ("dryRun", "All")] if dry_run else query
+
+
 class Kube:
     """Async facade over the sync client: each call runs in a worker thread."""
 
@@ -205,7 +219,7 @@ class Kube:
             self._call,
             "PATCH",
             path,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")],
+            query=apply_query(FIELD_MANAGER, force),
             body=obj,
             content_type=APPLY_PATCH,
         )

@@ -70,3 +70,16 @@ def contains(live: Any, desired: Any, exact: bool = False) -> bool:
 
 def index_by_name(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objs}
+
+
+def planned_write(
+    desired: dict[str, Any], live: dict[str, Any] | None
+) -> tuple[dict[str, Any], bool] | None:
+    """The server-side apply a reconcile makes for one desired child, as (body, force),
+    or None when it needs no write. The reconciler applies it and `kubectl shadowroute
+    plan` dry-runs it, so both send the API server the same thing. A child that does
+    not exist yet is created without force: fields another manager owns are then a
+    conflict rather than taken over."""
+    if not needs_write(desired, live):
+        return None
+    return with_applied_hash(desired), live is not None
