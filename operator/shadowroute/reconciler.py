@@ -200,7 +200,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     if conflicts:
         held = status.model_copy(deep=True)
         reason, message = conflicts[0][0], "; ".join(m for _, m in conflicts)
-        failed = _report_failure(held, status, reason, message, now)
+        failed = _report_failure(held, status, reason, message, now, stalls=True)
         written, retry = await w.deliver(spec, held)
         await w.status(status, written)
         return Outcome(_earliest(_backoff(failed, now), 5.0 if retry else None), w.count, written)
@@ -234,8 +234,8 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
     if failure is None:
         _clear_reported_failure(final, decision.status)
     else:
-        why, message = failure
-        failed = _report_failure(final, status, why, message, now)
+        why, message, stalls = failure
+        failed = _report_failure(final, status, why, message, now, stalls)
         requeue = _earliest(requeue, _backoff(failed, now))
     # Events go out after the writes they tell of; then one status write says what
     # is left (normally nothing) and what the writes found.
@@ -253,10 +253,11 @@ async def _apply(
     desired_objs: list[dict[str, Any]],
     live: dict[str, dict[str, dict[str, Any]]],
     route_kinds: tuple[str, ...],
-) -> tuple[str, str] | None:
+) -> tuple[str, str, bool] | None:
     """Write the children that differ and delete stale routes; the reason and message
-    of the first failure (nothing after it is written), or None. A namespace being
-    deleted raises Gone, as a ShadowRoute deleted mid-reconcile does."""
+    of the first failure (nothing after it is written) and whether it needs a person
+    (a refusal, a conflict; not an API server that failed or was busy), or None. A
+    namespace being deleted raises Gone, as a ShadowRoute deleted mid-reconcile does."""
     kube, namespace, name = w.kube, w.namespace, w.name
     current: dict[str, Any] = {"kind": ""}  # the object being written, for the report
     try:
@@ -309,7 +310,7 @@ async def _apply(
             await kube.delete(current)
             w.count += 1
     except traffic.RouteError as exc:
-        return exc.reason, exc.message
+        return exc.reason, exc.message, True
     except ApiException as exc:
         reason, message = api_reason(exc)
         if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
@@ -318,12 +319,19 @@ async def _apply(
             return Reason.NAME_CONFLICT, (
                 f"{current['kind']} {current['metadata']['name']} is controlled by another "
                 f"object: {message}"
-            )
+            ), True
         if traffic.is_route(current):
-            return traffic.route_failure(current, exc)
+            return *traffic.route_failure(current, exc), _needs_a_person(exc)
         what = f"{current['kind']} {current['metadata']['name']}: " if current["kind"] else ""
-        return Reason.APPLY_FAILED, f"{what}{reason}: {message}"
+        return Reason.APPLY_FAILED, f"{what}{reason}: {message}", _needs_a_person(exc)
     return None
+
+
+def _needs_a_person(exc: ApiException) -> bool:
+    """A refusal (invalid, forbidden, a conflict with another manager) stalls the
+    route; an API server that failed, timed out or was busy (5xx, 429, no status) is
+    retried with backoff and the route stays Reconciling."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
 
 
 def controlled_by(obj: dict[str, Any], uid: str) -> bool:
@@ -480,9 +488,11 @@ def _report_failure(
     reason: str,
     message: str,
     now: dt.datetime,
+    stalls: bool,
 ) -> dt.datetime:
-    """Degraded=True with the API server's answer (and Stalled=True, Ready=False: the
-    spec is not served until a write succeeds), and a Warning Event the first time;
+    """Degraded=True with the API server's answer (and Ready=False: the spec is not
+    served until a write succeeds; Stalled=True when it needs a person, else
+    Reconciling=True while it is retried), and a Warning Event the first time;
     the same failure again keeps the condition exactly as it was, so a persistent error
     does not rewrite status. Returns since when it has been failing."""
     previous = old.condition("Degraded")
@@ -497,7 +507,7 @@ def _report_failure(
         conditions.set_condition(new, "Degraded", "True", reason, message, now)
         _enqueue(new, now, [("Warning", reason, message)])
         since = (new.condition("Degraded") or previous).last_transition_time
-    conditions.stall(new, reason, message, now)
+    (conditions.stall if stalls else conditions.retrying)(new, reason, message, now)
     return parse_timestamp(since) if since else now
 
 

@@ -73,12 +73,66 @@ def _env_changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
 
 
+_POD_DEFAULTS = {
+    "dnsPolicy": "ClusterFirst",
+    "restartPolicy": "Always",
+    "schedulerName": "default-scheduler",
+    "securityContext": {},
+    "terminationGracePeriodSeconds": 30,
+}
+_CONTAINER_DEFAULTS = {
+    "terminationMessagePath": "/dev/termination-log",
+    "terminationMessagePolicy": "File",
+    "resources": {},
+}
+_PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1}
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _drop(obj: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in defaults or defaults[k] != v}
+
+
+def _without_defaults(template: dict[str, Any]) -> dict[str, Any]:
+    """The template without the values the API server fills in when they are unset: an
+    older revision's template is read back from its Deployment (defaulted), the new one
+    comes from the spec (not), and a default is no change."""
+    spec = _drop(dict(template.get("spec") or {}), _POD_DEFAULTS)
+    for key in ("containers", "initContainers"):
+        if isinstance(spec.get(key), list):
+            spec[key] = [_container_without_defaults(c) for c in spec[key]]
+    return {**template, "spec": spec}
+
+
+def _container_without_defaults(c: Any) -> Any:
+    if not isinstance(c, dict):
+        return c
+    c = _drop(c, _CONTAINER_DEFAULTS)
+    if c.get("imagePullPolicy") in ("IfNotPresent", "Always"):
+        c.pop("imagePullPolicy")  # the default for its tag either way
+    if isinstance(c.get("ports"), list):
+        c["ports"] = [
+            _drop(port, {"protocol": "TCP"}) if isinstance(port, dict) else port
+            for port in c["ports"]
+        ]
+    for probe in _PROBES:
+        if isinstance(c.get(probe), dict):
+            failures = {"failureThreshold": 3}
+            c[probe] = _drop(c[probe], {**_PROBE_DEFAULTS, **failures})
+            http = c[probe].get("httpGet")
+            if isinstance(http, dict):
+                c[probe]["httpGet"] = _drop(http, {"scheme": "HTTP"})
+    return c
+
+
 def template_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
     """What changed from one pod template to the next, at the top level and per
     container: `image app: web:1 → web:2; env FOO changed; app: resources changed;
-    spec.nodeSelector changed` ("" when either is unknown or nothing changed)."""
+    spec.nodeSelector changed` ("" when either is unknown or nothing changed). Values
+    the API server fills in by default are no change."""
     if not old or not new:
         return ""
+    old, new = _without_defaults(old), _without_defaults(new)
     parts: list[str] = []
     for key in ("labels", "annotations"):
         if (old.get("metadata") or {}).get(key) != (new.get("metadata") or {}).get(key):

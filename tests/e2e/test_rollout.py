@@ -131,7 +131,9 @@ def test_first_apply_becomes_stable_and_ready(make_route, kubectl: KubectlFn) ->
     kubectl("wait", "-n", r.ns, "--for=condition=Ready", "--timeout=60s", "shadowroute/web")
     s = r.wait("Stable", stable)
     assert s["stableRevision"] and s["canaryWeight"] == 0
-    assert r.replicas("primary") == 2 and r.replicas("canary") == 0 and r.replicas("shadow") == 0
+    assert r.replicas("primary") == 2 and r.replicas("canary") == 0
+    # No shadow stage in the spec: no -shadow Deployment at all (issue 14, item 9).
+    assert kubectl("get", "deployment", "web-shadow", "-n", r.ns, check=False).returncode != 0
     svc = get_json(kubectl, "service", "web", "-n", r.ns)
     assert svc["spec"]["selector"] == {
         "shadowroute.io/name": "web",

@@ -1149,3 +1149,34 @@ def test_template_changes_name_fields_never_values() -> None:
     many = {"spec": {"containers": [{"name": f"c{i}", "image": "x" * 30} for i in range(20)]}}
     assert len(template_images(many)) == IMAGES_LIMIT and template_images(many).endswith("…")
     assert template_changes(None, new) == "" and template_images(None) == ""
+
+
+def test_template_changes_ignore_what_the_api_server_defaults() -> None:
+    """The stable template is read back from its Deployment, defaulted by the API server;
+    the new one comes from the spec: a default is no change (the reviewer saw 256
+    characters of imagePullPolicy, dnsPolicy, schedulerName … hide the image)."""
+    from shadowroute.revision import template_changes
+
+    spec_side = {"spec": {"containers": [
+        {"name": "app", "image": "app:2", "ports": [{"containerPort": 8080}],
+         "readinessProbe": {"httpGet": {"path": "/", "port": 8080}}},
+    ]}}  # fmt: skip
+    live_side = {"spec": {
+        "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
+        "schedulerName": "default-scheduler", "securityContext": {},
+        "terminationGracePeriodSeconds": 30,
+        "containers": [
+            {"name": "app", "image": "app:1", "imagePullPolicy": "IfNotPresent",
+             "terminationMessagePath": "/dev/termination-log",
+             "terminationMessagePolicy": "File", "resources": {},
+             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+             "readinessProbe": {"httpGet": {"path": "/", "port": 8080, "scheme": "HTTP"},
+                                "timeoutSeconds": 1, "periodSeconds": 10,
+                                "successThreshold": 1, "failureThreshold": 3}},
+        ],
+    }}  # fmt: skip
+    assert template_changes(live_side, spec_side) == "image app: app:1 → app:2"
+    live_side["spec"]["terminationGracePeriodSeconds"] = 5  # a value the user set
+    assert template_changes(live_side, spec_side) == (
+        "image app: app:1 → app:2; spec.terminationGracePeriodSeconds changed"
+    )

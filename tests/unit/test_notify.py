@@ -569,7 +569,7 @@ def test_plan_says_what_is_wrong_with_a_template_before_it_is_applied() -> None:
         "metadata": {"name": "web"},
         "spec": spec_dict(notifications=hooks),
     }
-    with pytest.raises(PlanError, match=r"spec\.notifications\.webhooks\.0\.template: unknown"):
+    with pytest.raises(PlanError, match=r"spec\.notifications\.webhooks\[0\]\.template: unknown"):
         parse_spec(body)
 
 
@@ -581,3 +581,25 @@ def test_an_unknown_analysis_that_is_no_news_is_not_a_hold() -> None:
         assert transitions(passing, with_analysis(status(), "Unknown", reason), "s", "w") == []
     nodata = with_analysis(status(), "Unknown", "NoData")
     assert [n.reason for n in transitions(passing, nodata, "s", "w")] == ["NoData"]
+
+
+def test_a_no_data_hold_counts_from_the_step_not_from_the_route_creation() -> None:
+    """NoData is Unknown like AnalysisPending, so the condition's lastTransitionTime may
+    be the route's creation: the first no-data run of a new step is no hold yet (the
+    reviewer saw a Held, and the Warning Event, at the first run of a first rollout)."""
+    created = "2026-11-25T04:00:00.000Z"
+    step = status(stage_ready_at="2026-11-25T05:00:00.000Z")
+    pending = with_analysis(step, "Unknown", "AnalysisPending", created, created)
+    first = with_analysis(step, "Unknown", "NoData", created, "2026-11-25T05:00:10.000Z")
+    assert transitions(pending, first, "shop", "web", hold_after=60) == []
+    later = with_analysis(step, "Unknown", "NoData", created, "2026-11-25T05:01:05.000Z")
+    [n] = transitions(first, later, "shop", "web", hold_after=60)
+    assert n.kind is NotificationEvent.HELD and n.reason == "NoData"
+
+
+def test_the_cooldown_tells_a_new_revision_held_for_the_same_reason() -> None:
+    from shadowroute.notify.events import Notice
+
+    held = [Notice(NotificationEvent.HELD, "shop", "web", rev, "NoData") for rev in ("r1", "r2")]
+    assert held[0].key != held[1].key
+    assert held[0].key == Notice(NotificationEvent.HELD, "shop", "web", "r1", "NoData").key

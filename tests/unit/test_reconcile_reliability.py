@@ -406,3 +406,20 @@ async def test_an_invalid_deployment_is_a_condition_naming_it_with_every_cause()
     assert degraded.message.startswith(f"Deployment {NAME}-primary: Invalid: is invalid")
     assert "a.name: Invalid value: 'A_b'" in degraded.message
     assert "b.port: Invalid value: -1" in degraded.message
+
+
+@pytest.mark.parametrize(
+    ("code", "stalled"),
+    [(500, "False"), (503, "False"), (429, "False"), (422, "True"), (403, "True")],
+)
+async def test_only_a_refusal_stalls_a_route(code: int, stalled: str) -> None:
+    """kstatus' Stalled means a person must act (Flux fails a Kustomization on it):
+    an API server that failed or was busy is retried with backoff, Reconciling."""
+    kube = CrashingKube(canary_spec())
+    kube.fail["apply:HTTPRoute"] = [api_error(code, {"reason": "Whatever", "message": "no"})]
+    await reconcile(kube, NS, NAME, T0, notifier=Notifier())
+    s = kube.status()
+    assert s.condition("Degraded").status == "True"
+    assert s.condition("Stalled").status == stalled
+    assert s.condition("Reconciling").status == ("False" if stalled == "True" else "True")
+    assert s.condition("Ready").status == "False"

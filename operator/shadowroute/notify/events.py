@@ -45,8 +45,8 @@ class Notice:
     @property
     def key(self) -> tuple[str, ...]:
         """What the cooldown counts as "the same notification"."""
-        if self.kind is E.HELD:
-            which: tuple[str, ...] = (self.reason,)
+        if self.kind is E.HELD:  # a new revision held for the same reason is news
+            which: tuple[str, ...] = (self.revision, self.reason)
         elif self.kind is E.CHECK_FAILED:
             which = (self.revision, self.check, str(self.step))
         elif self.kind in (E.STEP_ADVANCED, E.PAUSED, E.RESUMED):
@@ -189,7 +189,12 @@ def _hold(
         return None
     if after.status != "False" and after.reason != Reason.NO_DATA:  # NoData is Unknown
         return None
-    since = parse_timestamp(after.last_transition_time)
+    # From when the condition last changed status, or the stage began if later: NoData
+    # shares Unknown with AnalysisPending, whose transition is the rollout's start (or
+    # the route's creation), so the hold of a step counts from that step.
+    began = [after.last_transition_time, new.stage_ready_at or new.stage_started_at]
+    since_text = max((b for b in began if b), key=parse_timestamp)
+    since = parse_timestamp(since_text)
 
     def long_enough(s: ShadowRouteStatus) -> bool:
         run = s.analysis.last_run_at
@@ -201,4 +206,4 @@ def _hold(
     same = before is not None and (before.status, before.reason) == (after.status, after.reason)
     if same and long_enough(old):
         return None  # told already
-    return after.reason, after.message, after.last_transition_time
+    return after.reason, after.message, since_text

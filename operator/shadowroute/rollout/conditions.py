@@ -158,6 +158,15 @@ def stall(s: ShadowRouteStatus, reason: str, message: str, now: datetime) -> Non
     set_condition(s, READY, "False", reason, message, now)
 
 
+def retrying(s: ShadowRouteStatus, reason: str, message: str, now: datetime) -> None:
+    """A write the API server failed or was too busy for (5xx, 429, no answer): retried
+    with backoff, so Reconciling=True and Stalled=False (kstatus: no person needed);
+    Ready is False until the write goes through."""
+    set_condition(s, STALLED, "False", Reason.AS_EXPECTED, "", now)
+    set_condition(s, RECONCILING, "True", reason, message, now)
+    set_condition(s, READY, "False", reason, message, now)
+
+
 _PROGRESS_REASONS = {
     Stage.INITIALIZING: ("True", Reason.INITIALIZING),
     Stage.SHADOWING: ("True", Reason.SHADOWING),
