@@ -29,6 +29,7 @@ class Reason(StrEnum):
     PAUSED = "Paused"
     RESUMED = "Resumed"
     WAITING_FOR_PROMOTION = "WaitingForPromotion"
+    COOLING_DOWN = "CoolingDown"
     KEEPING_PREVIOUS_WARM = "KeepingPreviousWarm"
     CANARY_PROGRESSING = "CanaryProgressing"
     SHADOWING = "Shadowing"

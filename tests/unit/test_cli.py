@@ -89,6 +89,20 @@ def test_tokens_sort_like_the_times_they_name(a: int, b: int) -> None:
         ("resume", {"stage": "Stable"}, False, False),
         ("retry", {"stage": "RolledBack"}, True, True),
         ("retry", {"stage": "Progressing"}, False, False),
+        # A rolled-back template brought back within its cooldown: the message says to
+        # use the retry gate, so the plugin must let it through.
+        (
+            "retry",
+            {"stage": "Stable", "conditions": [{"type": "Ready", "reason": "CoolingDown"}]},
+            True,
+            True,
+        ),
+        (
+            "retry",
+            {"stage": "Stable", "conditions": [{"type": "Ready", "reason": "Available"}]},
+            False,
+            False,
+        ),
     ],
 )
 def test_gate_applies_only_where_it_does_something(gate, status, ok, write) -> None:

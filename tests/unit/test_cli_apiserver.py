@@ -199,7 +199,7 @@ def test_read_commands_load_neither_pydantic_nor_the_kubernetes_client(tmp_path)
     loaded, ours = map(ast.literal_eval, done.stdout.splitlines())
     assert loaded == [], loaded
     units = {m.split(".")[1] for m in ours}
-    assert units == {"cli", "names", "stages", "api_errors"}, ours
+    assert units == {"cli", "names", "reasons", "stages", "api_errors"}, ours
 
 
 # --------------------------------------------------------------------------- TLS

@@ -815,6 +815,13 @@ def test_cooldown_holds_a_rolled_back_revision_reapplied_too_soon() -> None:
     until = rolled_back_at + timedelta(minutes=10)
     assert d.requeue_after == (until - sim.now).total_seconds() == 480
     assert "cooldown" in d.status.message
+    # The spec's template is not served: kubectl wait on Ready and Flux must not pass.
+    assert (d.status.condition("Ready").status, d.status.condition("Ready").reason) == (
+        "False",
+        "CoolingDown",
+    )
+    assert d.status.condition("Reconciling").status == "True"
+    assert d.status.condition("Stalled").status == "False"
     d = sim.tick(479)
     assert d.status.stage == "Stable" and d.requeue_after == 1
     d = sim.tick(1)

@@ -16,6 +16,7 @@ from typing import Any
 from ..names import GATE_NAMES as GATES
 from ..names import GATE_PREFIX as PREFIX
 from ..names import PAUSED, RESUME_NOTED, Stage
+from ..reasons import Reason
 from ..stages import in_rollout, keeps_previous_warm
 
 
@@ -87,7 +88,9 @@ def check(gate: str, status: dict[str, Any], spec: dict[str, Any] | None = None)
             )
         return Verdict(False, False, f"nothing to resume: the phase is {phase}, not paused")
     # retry
-    if stage == Stage.ROLLED_BACK:
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    cooling = stage == Stage.STABLE and ready.get("reason") == Reason.COOLING_DOWN
+    if stage == Stage.ROLLED_BACK or cooling:
         revision = status.get("rolledBackRevision") or "-"
         message = f"retry revision {revision}, ignoring its cooldown"
         if status.get("userPaused"):
@@ -95,7 +98,9 @@ def check(gate: str, status: dict[str, Any], spec: dict[str, Any] | None = None)
         if (spec or {}).get("paused"):
             message += "; spec.paused still holds the rollout it starts (change the spec to go)"
         return Verdict(True, True, message)
-    return Verdict(False, False, f"nothing to retry: the phase is {phase}, not RolledBack")
+    return Verdict(
+        False, False, f"nothing to retry: the phase is {phase}, not RolledBack or cooling down"
+    )
 
 
 def seen(gate: str, value: str, status: dict[str, Any]) -> str | None:

@@ -32,10 +32,15 @@ def set_condition(
     )  # fmt: skip
 
 
-def update(s: ShadowRouteStatus, obs: Observation, now: datetime, paused: bool) -> None:
+def update(
+    s: ShadowRouteStatus, obs: Observation, now: datetime, paused: bool, desired: str = ""
+) -> None:
+    """Every condition from the decided status; `desired` is the revision the spec asks
+    for (Stable with another one is a rolled-back template held by the cooldown)."""
     available = _available(s, obs, now)
-    _ready(s, available, now, paused)
-    _reconciling_and_stalled(s, now, paused)
+    cooling = s.stage == Stage.STABLE and bool(desired) and desired != s.stable_revision
+    _ready(s, available, now, paused, cooling)
+    _reconciling_and_stalled(s, now, paused, cooling)
     _progressing(s, now, paused)
     _degraded(s, obs, now)
     _analysis_healthy(s, obs, now)
@@ -92,7 +97,9 @@ def _rollout_reason(s: ShadowRouteStatus, paused: bool) -> str:
     return _PROGRESS_REASONS.get(s.stage or Stage.INITIALIZING, ("Unknown", Reason.INITIALIZING))[1]
 
 
-def _ready(s: ShadowRouteStatus, available: bool, now: datetime, paused: bool) -> None:
+def _ready(
+    s: ShadowRouteStatus, available: bool, now: datetime, paused: bool, cooling: bool
+) -> None:
     """Ready (what `kubectl wait --for=condition=Ready`, Flux and Argo CD wait on): the
     desired template serves all live traffic and is available. So it is False for the
     whole of a rollout (shadow, canary steps, preview, promotion, held), True from the
@@ -116,13 +123,17 @@ def _ready(s: ShadowRouteStatus, available: bool, now: datetime, paused: bool) -
             "(the retry gate or a new template goes on)"
         )
         set_condition(s, READY, "False", s.rollback_reason or Reason.ROLLED_BACK, why, now)
+    elif cooling:  # the spec's template is not served yet: it starts after the cooldown
+        set_condition(s, READY, "False", Reason.COOLING_DOWN, s.message, now)
     else:  # Stable, or Succeeded: the desired revision takes all the traffic
         serving = s.condition(AVAILABLE)
         assert serving is not None
         set_condition(s, READY, "True", AVAILABLE_REASON, serving.message, now)
 
 
-def _reconciling_and_stalled(s: ShadowRouteStatus, now: datetime, paused: bool) -> None:
+def _reconciling_and_stalled(
+    s: ShadowRouteStatus, now: datetime, paused: bool, cooling: bool
+) -> None:
     """The kstatus pair. Reconciling: the operator is still working toward the spec,
     from the first apply (Initializing) through every rollout stage, a hold included,
     to the end of the warm period (Succeeded: a post-promotion check may still undo
@@ -138,6 +149,9 @@ def _reconciling_and_stalled(s: ShadowRouteStatus, now: datetime, paused: bool) 
         reason = Reason.PROGRESS_DEADLINE_EXCEEDED
         set_condition(s, RECONCILING, "False", reason, "", now)
         set_condition(s, STALLED, "True", reason, s.message or "", now)
+    elif stage == Stage.STABLE and cooling:  # it goes on by itself when the cooldown ends
+        set_condition(s, RECONCILING, "True", Reason.COOLING_DOWN, s.message or "", now)
+        set_condition(s, STALLED, "False", Reason.AS_EXPECTED, "", now)
     elif stage == Stage.STABLE:
         set_condition(s, RECONCILING, "False", Reason.STABLE, "", now)
         set_condition(s, STALLED, "False", Reason.AS_EXPECTED, "", now)

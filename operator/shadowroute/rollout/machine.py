@@ -133,7 +133,7 @@ def decide(
 
     _name_images(run, status)
     s.phase = Phase(PAUSED if _shows_paused(run) else (s.stage or Stage.INITIALIZING))
-    conditions.update(s, obs, run.now, run.paused)
+    conditions.update(s, obs, run.now, run.paused, run.desired)
     lost = conditions.readiness_lost(status, s)
     if lost is not None:
         run.event(lost.reason, lost.message, warning=True)
