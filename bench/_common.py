@@ -106,7 +106,7 @@ def prometheus_of_cluster() -> tuple[str, str]:
     targets = os.environ.get("SHADOWROUTE_PROMETHEUS_TARGETS")
     if url and targets:
         return url, targets
-    if os.environ.get("KUBECONFIG"):
+    if os.environ.get("KUBECONFIG") and not _is_local(os.environ["KUBECONFIG"]):
         missing = [
             name
             for name, value in (
@@ -118,7 +118,7 @@ def prometheus_of_cluster() -> tuple[str, str]:
         raise SystemExit(
             f"KUBECONFIG is set, so the benchmark needs {' and '.join(missing)}: the URL of "
             "the Prometheus that scrapes that cluster and the file_sd directory it reads "
-            "targets from (or unset KUBECONFIG to use the local cluster)"
+            "targets from (or unset KUBECONFIG, or point it at the local cluster)"
         )
     import cluster
 
@@ -126,6 +126,15 @@ def prometheus_of_cluster() -> tuple[str, str]:
     if not state.get("prometheus"):
         raise SystemExit("no local cluster: run `make cluster-up` or set KUBECONFIG")
     return state["prometheus"], state["prometheusTargets"]
+
+
+def _is_local(config: str) -> bool:
+    """KUBECONFIG names the local cluster's own kubeconfig (as the quickstart exports)."""
+    import cluster
+
+    state = cluster.load_state() or {}
+    local = state.get("kubeconfig")
+    return bool(local) and os.path.realpath(config) == os.path.realpath(local)
 
 
 def gateway_of_cluster() -> str:
