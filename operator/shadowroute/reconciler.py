@@ -316,10 +316,14 @@ async def _apply(
         if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
             raise Gone(message) from exc  # the namespace is going away, and we with it
         if exc.status == 422 and "Controller set to true" in message:
-            return Reason.NAME_CONFLICT, (
-                f"{current['kind']} {current['metadata']['name']} is controlled by another "
-                f"object: {message}"
-            ), True
+            return (
+                Reason.NAME_CONFLICT,
+                (
+                    f"{current['kind']} {current['metadata']['name']} is controlled by another "
+                    f"object: {message}"
+                ),
+                True,
+            )
         if traffic.is_route(current):
             return *traffic.route_failure(current, exc), _needs_a_person(exc)
         what = f"{current['kind']} {current['metadata']['name']}: " if current["kind"] else ""
