@@ -404,6 +404,26 @@ def kubectl(*args: str, input: str | None = None) -> str:
     return res.stdout
 
 
+def wait_crd_established(kubectl_argv: list[str], name: str, timeout: float = 120.0) -> None:
+    """Wait until the CRD `name` is Established. `kubectl wait --for=condition=...`
+    fails at once ("accessor error") while a new CRD has no conditions yet, which lasts
+    longer for a large schema (ours carries the PodTemplateSpec): so look, and look
+    again."""
+    deadline = time.monotonic() + timeout
+    query = '{.status.conditions[?(@.type=="Established")].status}'
+    said = ""
+    while time.monotonic() < deadline:
+        res = subprocess.run(
+            [*kubectl_argv, "get", "crd", name, "-o", f"jsonpath={query}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if res.returncode == 0 and res.stdout.strip() == "True":
+            return
+        said = (res.stderr or res.stdout).strip()
+        time.sleep(0.5)
+    raise ClusterError(f"CRD {name} not Established within {timeout:.0f}s: {said or 'no status'}")
+
+
 # --------------------------------------------------------------------------- state
 
 

@@ -134,12 +134,8 @@ class Demo:
         self.prometheus = state["prometheus"]
         self.gateway = state["gateway"]
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/shadowroutes.shadowroute.io",
-        )
+        argv = [self.kubectl_exe, "--kubeconfig", self.kubeconfig]
+        cluster.wait_crd_established(argv, "shadowroutes.shadowroute.io")
         self.kubectl("create", "namespace", self.namespace)
         say(f"   API server {state['server']}, Prometheus {self.prometheus}")
         say(f"   gateway {self.gateway} (Host: {self.hostname})")

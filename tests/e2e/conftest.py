@@ -126,12 +126,11 @@ def own_namespace(
 
 
 @pytest.fixture(scope="session")
-def crds_installed(kubectl: KubectlFn) -> None:
+def crds_installed(kubectl: KubectlFn, cluster: Cluster) -> None:
     for crd in sorted((ROOT / "crds").glob("*.yaml")):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/shadowroutes.shadowroute.io"
-    )
+    argv = [_kubectl_exe(), "--kubeconfig", cluster.kubeconfig]
+    local_cluster.wait_crd_established(argv, "shadowroutes.shadowroute.io")
 
 
 def get_json(kubectl: KubectlFn, *args: str) -> dict:

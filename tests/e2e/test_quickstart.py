@@ -35,7 +35,9 @@ def test_the_section_has_the_commands_it_shows() -> None:
         assert f"kubectl shadowroute {gate} checkout" in joined
 
 
-def test_every_command_by_hand_runs_as_written(cluster: Cluster, kubectl: KubectlFn) -> None:
+def test_every_command_by_hand_runs_as_written(
+    cluster: Cluster, kubectl: KubectlFn, crds_installed: None
+) -> None:
     if cluster.kubeconfig != str(local_cluster.KUBECONFIG):
         pytest.skip("the quickstart runs on the local cluster; this session uses $KUBECONFIG")
     kubectl("delete", "namespace", "shop", "--ignore-not-found", "--wait=true", timeout=300)
