@@ -239,7 +239,9 @@ def test_no_traffic_with_the_hold_policy_holds_until_traffic_comes(
     assert s["phase"] == "Progressing" and s["currentStep"] == 0 and s["canaryWeight"] == 20
     assert s["analysis"]["consecutiveFailures"] == 0
     assert (
-        condition(s)["status"] == "False" and "fewer than minRequests 5" in condition(s)["message"]
+        # Unknown: no evidence either way, the rollout holds (not False: nothing failed).
+        condition(s)["status"] == "Unknown"
+        and "fewer than minRequests 5" in condition(s)["message"]
     )
     kubectl(
         "annotate", "--overwrite", "-n", r.ns, f"shadowroute/{r.name}", "sim.shadowroute.io/rps=50"
