@@ -6,8 +6,9 @@
 --   Suspended    a rollout is held (phase Paused: the pause gate, spec.paused, or waiting
 --                for the promote gate)
 --   Degraded     Stalled=True (rolled back, first version never available, a child the
---                operator cannot write, a spec it refuses), or the version that serves
---                is unavailable (Available=False)
+--                API server refuses to let the operator write, a spec it refuses), or the
+--                version that serves is unavailable (Available=False); a write the API
+--                server failed (5xx, 429) is retried and stays Progressing
 --   Healthy      Ready=True: the desired template serves all traffic and is available
 local function said(c)
   if c.message ~= nil and c.message ~= "" then
