@@ -1,20 +1,26 @@
 """What the API server said in an error: the one place its answer is parsed.
 
-An ApiException carries the API server's `Status` object as JSON text in `.body`
-(or plain text such as "404 page not found" when no API serves the path). Pure: no
-request is made here.
+`ApiError` carries the API server's `Status` object as JSON text in `.body` (or plain
+text such as "404 page not found" when no API serves the path). Pure: no request is
+made here (kube/apiserver.py raises it).
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # any error with .body and .reason: the plugin's client has its own
-    from kubernetes.client.exceptions import ApiException
+from typing import Any
 
 
-def api_status(exc: ApiException) -> dict[str, Any]:
+class ApiError(Exception):
+    """The API server answered with an error status: the HTTP status, its reason
+    phrase, and the body as text."""
+
+    def __init__(self, status: int, reason: str = "", body: str = "") -> None:
+        super().__init__(f"({status}) {reason}")
+        self.status, self.reason, self.body = status, reason, body
+
+
+def api_status(exc: ApiError) -> dict[str, Any]:
     """The Status object of the answer; {} when the body is not one."""
     try:
         body = json.loads(exc.body or "")
@@ -23,7 +29,7 @@ def api_status(exc: ApiException) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def api_causes(exc: ApiException) -> list[str]:
+def api_causes(exc: ApiError) -> list[str]:
     """Every cause the API server listed (`field: message`), in its order."""
     details = api_status(exc).get("details")
     causes = details.get("causes") if isinstance(details, dict) else None
@@ -36,7 +42,7 @@ def api_causes(exc: ApiException) -> list[str]:
     return out
 
 
-def api_message(exc: ApiException) -> str:
+def api_message(exc: ApiError) -> str:
     """The API server's message, one line, with every cause it listed: a cause its
     message leaves out is added, so nothing it said is lost (as `kubectl apply` shows
     them all)."""
@@ -47,12 +53,12 @@ def api_message(exc: ApiException) -> str:
     return " ".join(message.split())
 
 
-def api_reason(exc: ApiException, default: str = "ApiError") -> tuple[str, str]:
+def api_reason(exc: ApiError, default: str = "ApiError") -> tuple[str, str]:
     """A CamelCase reason and a one-line message with every cause, in the API
     server's own words."""
     return api_status(exc).get("reason") or exc.reason or default, api_message(exc)
 
 
-def names_an_object(exc: ApiException) -> bool:
+def names_an_object(exc: ApiError) -> bool:
     """A 404 about an object (a Status naming it), not about its kind (no CRD)."""
     return bool((api_status(exc).get("details") or {}).get("name"))

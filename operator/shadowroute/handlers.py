@@ -14,7 +14,8 @@ import kopf
 
 from . import traffic
 from .api.models import GROUP, PLURAL, VERSION
-from .kube.client import Kube, load_config
+from .kube.apiserver import Endpoint
+from .kube.client import Kube, load_endpoint
 from .names import MANAGED_BY, MANAGER, NAME_LABEL
 from .scheduler import Scheduler
 from .services import Services
@@ -31,11 +32,32 @@ def scheduler(memo: kopf.Memo) -> Scheduler:
     return services.scheduler
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches read the kubeconfig (or the service account) exactly as the
+    operator's own client does (kube/apiserver.py). kopf asks again after a 401."""
+    return connection_info(load_endpoint())
+
+
+def connection_info(endpoint: Endpoint) -> kopf.ConnectionInfo:
+    scheme, _, token = endpoint.auth_headers().get("Authorization", "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=endpoint.server,
+        ca_data=endpoint.ca_pem,
+        insecure=endpoint.insecure,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_data=endpoint.cert_pem,
+        private_key_data=endpoint.key_pem,
+        default_namespace=endpoint.namespace,
+        proxy_url=endpoint.proxy,
+    )
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Build the operator-wide services into the memo (kopf copies the memo into every
     resource's handlers once startup is done)."""
-    load_config()
     memo[SERVICES] = Services.build(Kube())
     settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): at one

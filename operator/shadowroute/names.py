@@ -9,7 +9,7 @@ ours, and everything may import it.
 - the children's roles, names, labels and metadata, and the field manager.
 
 It imports nothing heavy either: the kubectl plugin's read commands load only this,
-`stages` and `cli/`, never pydantic or the kubernetes client (docs/architecture.md).
+`stages`, `cli/` and `kube/apiserver`, never pydantic (docs/architecture.md).
 """
 
 from __future__ import annotations

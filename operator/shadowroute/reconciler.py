@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from . import analysis, traffic
@@ -30,7 +29,7 @@ from .api.models import (
     ShadowRouteStatus,
     parse_timestamp,
 )
-from .api_errors import api_reason
+from .api_errors import ApiError, api_reason
 from .checks.runner import CheckRunner
 from .kube.client import Gone, Kube
 from .names import Owner
@@ -272,7 +271,7 @@ async def _apply(
                         break
                     try:
                         await kube.apply(patch)
-                    except ApiException as exc:
+                    except ApiError as exc:
                         if exc.status == 409 and attempt == 1:
                             continue
                         raise
@@ -294,7 +293,7 @@ async def _apply(
             for kind in (k for k in traffic.ALL_ROUTE_KINDS if k not in found):
                 try:
                     found.update(await kube.list_children(namespace, name, (kind,)))
-                except ApiException as exc:
+                except ApiError as exc:
                     if exc.status != 403:
                         raise
         for current in traffic.stale_routes(owner, desired_objs, found):
@@ -311,7 +310,7 @@ async def _apply(
             w.count += 1
     except traffic.RouteError as exc:
         return exc.reason, exc.message, True
-    except ApiException as exc:
+    except ApiError as exc:
         reason, message = api_reason(exc)
         if "being terminated" in message or (exc.status == 404 and "namespaces" in message):
             raise Gone(message) from exc  # the namespace is going away, and we with it
@@ -331,7 +330,7 @@ async def _apply(
     return None
 
 
-def _needs_a_person(exc: ApiException) -> bool:
+def _needs_a_person(exc: ApiError) -> bool:
     """A refusal (invalid, forbidden, a conflict with another manager) stalls the
     route; an API server that failed, timed out or was busy (5xx, 429, no status) is
     retried with backoff and the route stays Reconciling."""
@@ -393,7 +392,7 @@ async def _look_up(
             return labelled[key]
         try:
             return await kube.get(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None  # a kind not served: the apply reports it
             reason, message = api_reason(exc)

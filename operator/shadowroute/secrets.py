@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+from .api_errors import ApiError
 
 CACHE_SECONDS = 30.0
 MIN_REDACTED = 4  # shorter strings would blank out ordinary words, and guard nothing
@@ -74,7 +74,7 @@ class Secrets:
             raise CredentialsError(f"Secret {namespace}/{name}: no API client to read it with")
         try:
             secret = await kube.read_secret(namespace, name)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 raise CredentialsError(f"Secret {namespace}/{name} not found") from None
             if exc.status == 403:
@@ -84,7 +84,7 @@ class Secrets:
             raise CredentialsError(
                 f"Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}"
             ) from None
-        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
         self._cache[key] = _Cached(time.monotonic() + self.cache_seconds, data)
         return data
 

@@ -10,13 +10,13 @@ import re
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from shadowroute import analysis
 from shadowroute.analysis import secrets
 from shadowroute.analysis.judge import Answer, Sample
 from shadowroute.analysis.prometheus import Client, Endpoint, InvalidQuery, Unavailable
 from shadowroute.analysis.scope import run_time
 from shadowroute.api.models import ShadowRouteStatus, Verdict, parse_timestamp
+from shadowroute.api_errors import ApiError
 from shadowroute.rollout.observe import Health
 
 from .sim import Sim, spec_dict
@@ -406,9 +406,9 @@ class FakeSecrets:
 
     async def read_secret(self, namespace: str, name: str) -> Any:
         if self.data is None:
-            raise ApiException(status=404, reason="Not Found")
+            raise ApiError(status=404, reason="Not Found")
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in self.data.items()}
-        return type("Secret", (), {"data": encoded})()
+        return {"data": encoded}
 
 
 async def test_a_bearer_token_from_the_secret_is_sent() -> None:

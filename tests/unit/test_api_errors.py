@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-from kubernetes.client.exceptions import ApiException
-from shadowroute.api_errors import api_causes, api_message, api_reason
+from shadowroute.api_errors import ApiError, api_causes, api_message, api_reason
 
 
-def answer(status: dict) -> ApiException:
-    exc = ApiException(status=status.get("code", 422), reason="Unprocessable Entity")
+def answer(status: dict) -> ApiError:
+    exc = ApiError(status=status.get("code", 422), reason="Unprocessable Entity")
     exc.body = json.dumps(status)
     return exc
 
@@ -39,6 +38,6 @@ def test_causes_the_message_already_lists_are_not_repeated() -> None:
 
 
 def test_a_body_that_is_not_a_status() -> None:
-    exc = ApiException(status=404, reason="Not Found")
+    exc = ApiError(status=404, reason="Not Found")
     exc.body = "404 page not found"
     assert api_reason(exc) == ("Not Found", "Not Found")

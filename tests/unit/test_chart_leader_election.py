@@ -12,15 +12,15 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
+from shadowroute.api_errors import ApiError
 from shadowroute.kube.lease import LeaderElector, LeaseConfig
 
 NS, NAME = "ops", "shadowroute"
 PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
 
 
-def error(status: int, reason: str) -> ApiException:
-    exc = ApiException(status=status, reason=reason)
+def error(status: int, reason: str) -> ApiError:
+    exc = ApiError(status=status, reason=reason)
     exc.body = json.dumps({"message": reason})
     return exc
 

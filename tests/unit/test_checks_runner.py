@@ -146,9 +146,8 @@ TOKEN = {"name": "t", "key": "token"}
 class SecretKube(Kube):
     async def read_secret(self, namespace: str, name: str) -> Any:
         import base64
-        from types import SimpleNamespace
 
-        return SimpleNamespace(data={"token": base64.b64encode(b"s3cret-token-value").decode()})
+        return {"data": {"token": base64.b64encode(b"s3cret-token-value").decode()}}
 
 
 def http_status(revision: str = "abcdef1234") -> ShadowRouteStatus:
@@ -230,11 +229,11 @@ def test_an_http_check_is_sent_once_wakes_the_route_and_never_tells_its_secret()
 
 
 def test_a_job_the_api_server_refuses_fails_the_attempt_with_its_answer() -> None:
-    from kubernetes.client.exceptions import ApiException
+    from shadowroute.api_errors import ApiError
 
     class Refusing(Kube):
         async def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
-            raise ApiException(status=403, reason="Forbidden")
+            raise ApiError(status=403, reason="Forbidden")
 
     spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
     kube, runner, woken = Refusing(), CheckRunner(), []
@@ -246,11 +245,11 @@ def test_a_job_the_api_server_refuses_fails_the_attempt_with_its_answer() -> Non
 
 
 def test_jobs_that_cannot_be_listed_leave_the_deadline_to_decide() -> None:
-    from kubernetes.client.exceptions import ApiException
+    from shadowroute.api_errors import ApiError
 
     class Blind(Kube):
         async def list_children(self, namespace: str, name: str, kinds: tuple[str, ...]):
-            raise ApiException(status=403, reason="Forbidden")
+            raise ApiError(status=403, reason="Forbidden")
 
     spec = ShadowRouteSpec.model_validate(spec_dict(checks=[JOB]))
     seen = run(CheckRunner().observe(Blind(), spec, status(), "ns", "shop"))

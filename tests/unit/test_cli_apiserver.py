@@ -1,4 +1,4 @@
-"""The plugin's own API server client (cli/apiserver.py): what it reads of a kubeconfig,
+"""The plugin's own API server client (kube/apiserver.py): what it reads of a kubeconfig,
 and TLS, tokens, client certificates and proxies against a local HTTPS server; plus the
 one-line errors of every bad input that needs no cluster (issue 14)."""
 
@@ -18,12 +18,14 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from shadowroute.cli import apiserver, exit_codes
+from shadowroute.cli import exit_codes
+from shadowroute.kube import apiserver
 
 from .test_cli import run
 
@@ -199,7 +201,8 @@ def test_read_commands_load_neither_pydantic_nor_the_kubernetes_client(tmp_path)
     loaded, ours = map(ast.literal_eval, done.stdout.splitlines())
     assert loaded == [], loaded
     units = {m.split(".")[1] for m in ours}
-    assert units == {"cli", "names", "reasons", "stages", "api_errors"}, ours
+    assert units == {"cli", "kube", "names", "reasons", "stages", "api_errors"}, ours
+    assert {m for m in ours if m.startswith("shadowroute.kube.")} == {"shadowroute.kube.apiserver"}
 
 
 # --------------------------------------------------------------------------- TLS
@@ -390,3 +393,116 @@ def test_proxy_url_tunnels_to_the_server(tmp_path, pki, https) -> None:
     listener.close()
     assert asked == [f"CONNECT {url.removeprefix('https://')} HTTP/1.0"]
     assert seen[-1]["path"] == "/through"
+
+
+# --------------------------------------------------------------------------- expiring credentials
+
+
+@pytest.fixture
+def plain_http() -> Iterator[tuple[str, list[str | None], set[str]]]:
+    """An HTTP server that answers 200 to the tokens in `valid`, else 401; `seen`
+    collects the Authorization header of every request."""
+    seen: list[str | None] = []
+    valid: set[str] = set()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization")
+            seen.append(auth)
+            ok = auth in {f"Bearer {t}" for t in valid}
+            body = b'{"kind":"List","items":[]}' if ok else b'{"kind":"Status","code":401}'
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen, valid
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_401_runs_the_exec_plugin_again_and_retries_once(tmp_path, plain_http) -> None:
+    """Issue 15: the operator keeps one client for days; an exec plugin's token expires
+    (EKS: 15 minutes), and the answer 401 must renew it, not fail every request."""
+    url, seen, valid = plain_http
+    counter = tmp_path / "runs"
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text(
+        "#!/bin/sh\necho x >> " + str(counter) + "\n"
+        "n=$(wc -l < " + str(counter) + ")\n"
+        'printf \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",'
+        '"status":{"token":"t%s"}}\' "$n"\n'
+    )
+    plugin.chmod(0o755)
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}}
+    api = apiserver.ApiServer(
+        apiserver.load(str(write_config(tmp_path / "kc", {"server": url}, user)), env={})
+    )
+    valid.add("t1")
+    api.request("GET", "/a")
+    valid.clear()
+    valid.add("t2")  # t1 expired; the plugin's next run gives t2
+    api.request("GET", "/b")
+    assert seen == ["Bearer t1", "Bearer t1", "Bearer t2"]
+    valid.clear()  # nothing is valid: one reload, one retry, then the 401 is the answer
+    with pytest.raises(apiserver.ApiError) as caught:
+        api.request("GET", "/c")
+    assert caught.value.status == 401 and seen[-2:] == ["Bearer t2", "Bearer t3"]
+
+
+def test_a_token_file_is_read_again_once_a_minute(tmp_path, plain_http, monkeypatch) -> None:
+    """A service account's token is rotated by the kubelet in its file."""
+    url, seen, valid = plain_http
+    (tmp_path / "token").write_text("old\n")
+    path = write_config(tmp_path / "kc", {"server": url}, {"tokenFile": "token"})
+    api = apiserver.ApiServer(apiserver.load(str(path), env={}))
+    valid.update({"old", "new"})
+    api.request("GET", "/a")
+    (tmp_path / "token").write_text("new\n")
+    api.request("GET", "/b")  # within the minute: the token read last
+    clock = time.monotonic() + apiserver.TOKEN_REREAD_SECONDS + 1
+    monkeypatch.setattr(apiserver.time, "monotonic", lambda: clock)
+    api.request("GET", "/c")
+    assert seen == ["Bearer old", "Bearer old", "Bearer new"]
+
+
+def test_kopf_logs_in_with_what_the_client_read(tmp_path, pki) -> None:
+    """kopf's watches and the operator's requests use one reading of the kubeconfig."""
+    from shadowroute.handlers import connection_info
+
+    cluster = {"server": "https://127.0.0.1:1", "certificate-authority-data": b64(pki["ca"])}
+    user = {"client-certificate": str(pki["client"]), "client-key": str(pki["client-key"]),
+            "token": "t0k"}  # fmt: skip
+    info = connection_info(
+        apiserver.load(str(write_config(tmp_path / "kc", cluster, user, namespace="shop")))
+    )
+    assert (info.server, info.scheme, info.token, info.default_namespace) == (
+        "https://127.0.0.1:1",
+        "Bearer",
+        "t0k",
+        "shop",
+    )
+    assert info.ca_data == pki["ca"].read_text() and not info.insecure
+    assert info.certificate_data == pki["client"].read_text()
+    assert info.private_key_data == pki["client-key"].read_text()
+
+
+def test_the_operator_process_never_imports_the_kubernetes_client() -> None:
+    """Issue 15: kopf imports it whenever it is installed (this venv has it for the
+    tests): 33 MiB of the operator's memory for nothing."""
+    script = (
+        "import sys\nfrom shadowroute import __main__ as m\n"
+        "m.keep_out_the_kubernetes_client()\n"
+        "import kopf, shadowroute.handlers, shadowroute.services\n"
+        "print(sorted(n for n, mod in sys.modules.items() if n.split('.')[0] in "
+        "('kubernetes', 'urllib3') and mod is not None))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

@@ -13,11 +13,11 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
 from shadowroute import reconciler
 from shadowroute.analysis import Evaluation
 from shadowroute.api import ShadowRouteStatus
 from shadowroute.api.models import AnalysisStatus, Verdict
+from shadowroute.kube.apiserver import Endpoint
 from shadowroute.kube.client import Gone, Kube
 from shadowroute.notify import Notifier
 from shadowroute.reconciler import reconcile
@@ -338,12 +338,12 @@ async def test_a_status_write_to_a_deleted_route_is_gone_not_an_error(
     code: int, body: dict[str, Any]
 ) -> None:
     """404: deleted; 409 on the uid precondition: deleted and created again."""
-    kube = Kube(ApiClient(Configuration()))
+    kube = Kube(Endpoint(server="http://127.0.0.1:1"))
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise api_error(code, body)
 
-    kube._call = refuse  # type: ignore[method-assign]
+    kube.call = refuse  # type: ignore[method-assign]
     with pytest.raises(Gone):
         await kube.apply_status(NS, NAME, {}, uid=UID)
     await kube.close()

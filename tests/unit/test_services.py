@@ -31,7 +31,6 @@ class FakeKube:
 
 
 async def started(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> kopf.Memo:
-    monkeypatch.setattr(handlers, "load_config", lambda: None)
     monkeypatch.setattr(handlers, "Kube", lambda: FakeKube(calls))
     memo = kopf.Memo()
     await handlers.startup(settings=kopf.OperatorSettings(), memo=memo)

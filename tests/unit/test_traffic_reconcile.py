@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from shadowroute.api import ShadowRouteSpec
+from shadowroute.api_errors import ApiError
 from shadowroute.reconciler import reconcile
 from shadowroute.rollout.machine import desired_revision
 
@@ -22,8 +22,8 @@ OWNER_REF = {"kind": "ShadowRoute", "name": NAME, "uid": UID, "controller": True
 LABELS = {"app.kubernetes.io/managed-by": "shadowroute", "shadowroute.io/name": NAME}
 
 
-def api_error(status: int, body: Any) -> ApiException:
-    exc = ApiException(status=status, reason="x")
+def api_error(status: int, body: Any) -> ApiError:
+    exc = ApiError(status=status, reason="x")
     exc.body = json.dumps(body) if not isinstance(body, str) else body
     return exc
 
@@ -40,7 +40,7 @@ class FakeKube:
         }
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: list[tuple[Any, ...]] = []
-        self.fail: dict[str, list[ApiException]] = {}
+        self.fail: dict[str, list[ApiError]] = {}
         """Errors to raise, in order, per call name ("apply:HTTPRoute", "list:Ingress")."""
         self.rv = 100
 

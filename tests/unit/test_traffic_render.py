@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kubernetes.client.exceptions import ApiException
 from shadowroute import traffic
 from shadowroute.api import ShadowRouteSpec, ShadowRouteStatus
 from shadowroute.api.models import CookieStickiness
+from shadowroute.api_errors import ApiError
 from shadowroute.render.diff import needs_write, with_applied_hash
 from shadowroute.traffic.intent import cookie_regex, set_cookie
 from shadowroute.traffic.none import NOTE, note_approximation
@@ -367,8 +367,8 @@ def test_stale_routes_are_ours_and_no_longer_rendered() -> None:
     assert traffic.stale_routes(OWNER, nginx + istio, live) == []
 
 
-def api_error(status: int, body: Any) -> ApiException:
-    exc = ApiException(status=status, reason="x")
+def api_error(status: int, body: Any) -> ApiError:
+    exc = ApiError(status=status, reason="x")
     exc.body = body if isinstance(body, str) else json.dumps(body)
     return exc
 
@@ -410,7 +410,7 @@ def api_error(status: int, body: Any) -> ApiException:
         ),
     ],
 )
-def test_route_failures_say_why(exc: ApiException, reason: str, says: str) -> None:
+def test_route_failures_say_why(exc: ApiError, reason: str, says: str) -> None:
     route = render("gatewayapi", "stable")[0]
     got_reason, message = traffic.route_failure(route, exc)
     assert got_reason == reason and says in message

@@ -30,12 +30,11 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from kubernetes.client.exceptions import ApiException
 
 from ..acceptance import ledger
 from ..acceptance.spec import Check, HttpCheck, JobCheck, SecretValue, from_models
 from ..api.models import CheckState, ShadowRouteSpec, ShadowRouteStatus
-from ..api_errors import api_reason
+from ..api_errors import ApiError, api_reason
 from ..http import Http
 from ..names import CANARY, SHADOW, Owner, Stage, child_name
 from ..render.workloads import route_port
@@ -207,7 +206,7 @@ class CheckRunner:
         the attempt then times out, with the reason in the log)."""
         try:
             listed = await kube.list_children(namespace, name, ("Job",))
-        except ApiException as exc:
+        except ApiError as exc:
             reason, message = api_reason(exc)
             log.warning("%s/%s: cannot list check Jobs: %s: %s", namespace, name, reason, message)
             return None
@@ -268,7 +267,7 @@ class CheckRunner:
             job["spec"]["activeDeadlineSeconds"] = max(1, int(left))
             try:
                 await kube.apply(job, force=False)
-            except ApiException as exc:  # refused (admission, quota, a bad pod spec):
+            except ApiError as exc:  # refused (admission, quota, a bad pod spec):
                 reason, message = api_reason(exc)  # the attempt failed, and says why
                 why = f"Job {jname} not created: {reason}: {message}"
                 self._ended[key] = _result(record, False, why[:1024])

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api_errors import api_reason
+from ..api_errors import ApiError, api_reason
+from ..kube import apiserver
 from ..names import CLI_FIELD_MANAGER as FIELD_MANAGER
 from ..names import FIELD_MANAGER as OPERATOR_FIELD_MANAGER
 from ..names import GROUP, KIND, MANAGED_BY, MANAGER, NAME_LABEL, PLURAL, VERSION
-from . import apiserver
-from .apiserver import ApiError
 from .exit_codes import ERROR, NOT_FOUND, USAGE
 
 ROUTES = f"/apis/{GROUP}/{VERSION}"
@@ -48,7 +47,7 @@ def api_error(exc: ApiError, what: str, path: str = "") -> CliError:
 
 class Cluster:
     """One API server, as named by the kubeconfig (or the pod's service account),
-    through the plugin's own small client (cli/apiserver.py)."""
+    through the plugin's own small client (kube/apiserver.py)."""
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
         try:

@@ -6,8 +6,8 @@ runs for `kubectl shadowroute ...`. kubectl does not pass its own flags to plugi
 the command line.
 
 A call imports only what its command needs: the read commands (get, status, history,
-diff) and the gates load neither pydantic, the kubernetes client nor the operator's
-modules (docs/operations.md); plan and status --watch validate the spec with the
+diff) and the gates load neither pydantic nor the operator's modules beyond
+kube/apiserver.py (docs/operations.md); plan and status --watch validate the spec with the
 models, so they load them when they run.
 """
 

@@ -1,10 +1,10 @@
 """The only code that talks to the API server.
 
-The synchronous `kubernetes` client runs in worker threads of its own pool (oldest
-ShadowRoute first, see dispatch.py), so the event loop is never blocked. Every write
-is a server-side apply under one field manager, or a status apply; every write is
-counted (`writes`), so tests and benchmarks can assert that an unchanged resource
-causes none.
+Requests go through the project's own small client (kube/apiserver.py), one kept-alive
+connection per worker thread of its own pool (oldest ShadowRoute first, see
+dispatch.py), so the event loop is never blocked. Every write is a server-side apply
+under one field manager, or a status apply; every write is counted (`writes`), so
+tests and benchmarks can assert that an unchanged resource causes none.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import collections
 import datetime as dt
 import functools
-import json
 import logging
 import os
 import signal
@@ -22,16 +21,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import kubernetes
-import urllib3
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
-
 from ..api.models import GROUP, PLURAL, VERSION
-from ..api_errors import names_an_object
+from ..api_errors import ApiError, names_an_object
+from ..kube import apiserver
 from ..names import FIELD_MANAGER
 from ..observability.metrics import API_WRITES
 from ..traffic import ROUTE_RESOURCES
+from .apiserver import Endpoint, Unreachable
 from .dispatch import Dispatcher
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -39,6 +35,8 @@ APPLY_PATCH = "application/apply-patch+yaml"
 # has cpu+4 threads, which on a small node would cap the operator near 6 requests at
 # a time however far away the API server is.
 WORKERS = 16
+REQUEST_TIMEOUT = 60.0
+USER_AGENT = "shadowroute-operator"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -90,44 +88,10 @@ class WriteCounter:
 writes = WriteCounter()
 
 
-def load_config() -> None:
-    """In-cluster when running in a pod, else the kubeconfig ($KUBECONFIG)."""
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        # Read $KUBECONFIG now: the library captures it once, at import time.
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-
-
-def raw_request(
-    api: ApiClient,
-    method: str,
-    path: str,
-    *,
-    query: list[tuple[str, Any]] | None = None,
-    body: Any = None,
-    content_type: str | None = None,
-    timeout: float | None = None,
-) -> Any:
-    """One request with the client's auth and TLS, for the calls the generated client
-    cannot make (server-side apply, paths chosen at run time); the JSON answer, or
-    ApiException."""
-    headers = {"Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    method, url, headers, body, _ = api.param_serialize(
-        method,
-        path,
-        query_params=query or [],
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
-    data = response.read()
-    if not 200 <= response.status < 300:
-        raise ApiException(http_resp=response)
-    return json.loads(data) if data else None
+def load_endpoint() -> Endpoint:
+    """The API server and credentials: $KUBECONFIG (or ~/.kube/config), else the pod's
+    service account."""
+    return apiserver.load()
 
 
 def apply_query(manager: str, force: bool, dry_run: bool = False) -> list[tuple[str, str]]:
@@ -145,18 +109,13 @@ def apply_query(manager: str, force: bool, dry_run: bool = False) -> list[tuple[
 
 
 class Kube:
-    """Async facade over the sync client: each call runs in a worker thread."""
+    """Async facade over the blocking client: each call runs in a worker thread, on
+    that thread's own connection."""
 
-    def __init__(self, api_client: ApiClient | None = None) -> None:
-        if api_client is None:
-            config = kubernetes.client.Configuration.get_default_copy()
-            config.connection_pool_maxsize = WORKERS
-            api_client = ApiClient(config)
-        self.api = api_client
+    def __init__(self, endpoint: Endpoint | None = None) -> None:
+        self.endpoint = endpoint if endpoint is not None else load_endpoint()
+        self._local = threading.local()
         self._dispatcher = Dispatcher(WORKERS)
-        self.core = kubernetes.client.CoreV1Api(self.api)
-        self.apps = kubernetes.client.AppsV1Api(self.api)
-        self.custom = kubernetes.client.CustomObjectsApi(self.api)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._dispatcher.run(functools.partial(fn, *args, **kwargs))
@@ -164,14 +123,25 @@ class Kube:
     async def close(self) -> None:
         await self._dispatcher.close()
 
+    def _api(self) -> apiserver.ApiServer:
+        api = getattr(self._local, "api", None)
+        if api is None:
+            api = self._local.api = apiserver.ApiServer(
+                self.endpoint, timeout=REQUEST_TIMEOUT, agent=USER_AGENT
+            )
+        return api
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One blocking request (in a worker thread): the JSON answer, or ApiError."""
+        return self._api().request(method, path, **kwargs)
+
     # ------------------------------------------------------------------ reads
 
     async def get_shadowroute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
         try:
-            return await self._run(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-            )
-        except ApiException as exc:
+            return await self._run(self.call, "GET", path)
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -191,21 +161,18 @@ class Kube:
         """Objects of a kind found by a label selector (a Job's pods by job-name)."""
         return await self._raw_list(collection_path(kind, namespace), selector)
 
-    async def read_secret(self, namespace: str, name: str) -> Any:
-        """A Secret (the analysis's credentials); ApiException as the server answered."""
-        return await self._run(self.core.read_namespaced_secret, name, namespace)
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        """A Secret (the analysis's credentials); ApiError as the server answered."""
+        return await self._run(self.call, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
     async def _raw_list(self, path: str, selector: str) -> list[dict[str, Any]]:
         try:
-            data = await self._run(self._call, "GET", path, query=[("labelSelector", selector)])
-        except ApiException as exc:
+            data = await self._run(self.call, "GET", path, query=[("labelSelector", selector)])
+        except ApiError as exc:
             if exc.status == 404:
                 return []
             raise
         return list(data.get("items") or [])
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return raw_request(self.api, method, path, **kwargs)
 
     # ------------------------------------------------------------------ writes
 
@@ -216,7 +183,7 @@ class Kube:
         object of someone else's that merely has our name is never taken over."""
         path = resource_path(obj)
         result = await self._run(
-            self._call,
+            self.call,
             "PATCH",
             path,
             query=apply_query(FIELD_MANAGER, force),
@@ -231,8 +198,8 @@ class Kube:
         does not serve (its CRD is missing) raises, as a 404 without an object name."""
         path = _PATHS[kind].format(ns=namespace, name=name)
         try:
-            return await self._run(self._call, "GET", path)
-        except ApiException as exc:
+            return await self._run(self.call, "GET", path)
+        except ApiError as exc:
             if exc.status == 404 and names_an_object(exc):
                 return None
             raise
@@ -249,8 +216,8 @@ class Kube:
         if meta.get("uid"):
             body["preconditions"] = {"uid": meta["uid"]}
         try:
-            await self._run(self._call, "DELETE", resource_path(obj), body=body)
-        except ApiException as exc:
+            await self._run(self.call, "DELETE", resource_path(obj), body=body)
+        except ApiError as exc:
             if exc.status == 404 and names_an_object(exc):
                 return
             raise
@@ -273,14 +240,14 @@ class Kube:
         }
         try:
             await self._run(
-                self._call,
+                self.call,
                 "PATCH",
                 f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
                 query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                 body=body,
                 content_type=APPLY_PATCH,
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if (exc.status == 404 and names_an_object(exc)) or (uid and exc.status == 409):
                 raise Gone(f"ShadowRoute {namespace}/{name} is gone") from exc
             raise
@@ -302,17 +269,17 @@ class Kube:
         body = event_body(involved, type_, reason, message, dt.datetime.now(dt.UTC), name)
         try:
             await self._run(
-                self._call,
+                self.call,
                 "POST",
                 f"/api/v1/namespaces/{meta['namespace']}/events",
                 body=body,
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 return True  # recorded before (a retry after a crash)
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc.reason)
             return exc.status in (400, 403, 404, 422)
-        except (OSError, urllib3.exceptions.HTTPError) as exc:  # no answer
+        except Unreachable as exc:  # no answer
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
             return False
         writes.add("Event")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import random
 import threading
@@ -23,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubernetes.client.exceptions import ApiException
-
-from ..api_errors import api_reason
+from ..api_errors import ApiError, api_reason
+from .apiserver import ApiServer, Endpoint
 
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
@@ -49,7 +47,7 @@ class LeaseConfig:
 
 
 class LeaseApi(Protocol):
-    """Raw JSON calls (GET/POST/PUT) that raise ApiException on an error status."""
+    """Raw JSON calls (GET/POST/PUT) that raise ApiError on an error status."""
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any: ...
 
@@ -101,7 +99,7 @@ class LeaderElector:
         now = self._wall()
         try:
             lease = self._api("GET", f"{path}/{c.name}")
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 log.warning("cannot read lease %s/%s: %s", c.namespace, c.name, _why(exc))
                 return False
@@ -150,7 +148,7 @@ class LeaderElector:
     def _write(self, method: str, path: str, body: dict[str, Any]) -> bool:
         try:
             stored = self._api(method, path, body)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status not in (409, 404):
                 log.warning("cannot write lease %s: %s", self.config.name, _why(exc))
             return False
@@ -226,7 +224,7 @@ class LeaderElector:
         try:
             await asyncio.to_thread(give_up)
             log.info("released the lease %s/%s", c.namespace, c.name)
-        except ApiException as exc:
+        except ApiError as exc:
             log.warning("could not release the lease %s: %s", c.name, _why(exc))
 
     def _set(self, leading: bool) -> None:
@@ -235,24 +233,18 @@ class LeaderElector:
             self._on_change(leading)
 
 
-def client_api(api_client: Any) -> LeaseApi:
-    """LeaseApi over a kubernetes ApiClient: its auth and TLS, JSON in and out."""
+def client_api(endpoint: Endpoint) -> LeaseApi:
+    """LeaseApi over the project's client (its own connection, bounded by a timeout:
+    a renewal that hangs must not outlast the renew deadline)."""
+    api = ApiServer(endpoint, timeout=10, agent="shadowroute-operator")
+    lock = threading.Lock()
 
     def call(method: str, path: str, body: Any = None) -> Any:
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        method, url, headers, body, _ = api_client.param_serialize(
-            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
-        response = api_client.call_api(
-            method, url, header_params=headers, body=body, _request_timeout=10
-        )
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response)
-        return json.loads(data) if data else None
+        with lock:  # one connection; the elector's calls come from worker threads
+            return api.request(method, path, body=body)
 
     return call
 
 
-def _why(exc: ApiException) -> str:
+def _why(exc: ApiError) -> str:
     return api_reason(exc)[1]

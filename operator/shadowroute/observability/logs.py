@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(fmt: str = "text", verbose: bool = False, stream: TextIO | None = None) -> None:
-    """Route every logger (ours, kopf's, the kubernetes client's) to one handler."""
+    """Route every logger (ours, kopf's, aiohttp's) to one handler."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r}; one of {', '.join(FORMATS)}")
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -19,9 +19,8 @@ import pkgutil
 from types import ModuleType
 from typing import Any, Protocol, cast
 
-from kubernetes.client.exceptions import ApiException
-
 from ..api.models import ShadowRouteSpec, ShadowRouteStatus, TrafficProvider
+from ..api_errors import ApiError
 from ..names import MANAGED_BY, MANAGER, Owner
 from . import failures
 from .contract import LiveEdit, RouteKind
@@ -134,7 +133,7 @@ def stale_routes(
     return stale
 
 
-def route_failure(obj: dict[str, Any], exc: ApiException) -> tuple[str, str]:
+def route_failure(obj: dict[str, Any], exc: ApiError) -> tuple[str, str]:
     """The condition reason and message for an API error on a route object."""
     declared = ROUTE_RESOURCES.get(obj["kind"])
     return failures.route_failure(obj, exc, declared.crd_hint if declared else None)

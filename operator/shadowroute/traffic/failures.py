@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from ..api_errors import api_status
+from ..api_errors import ApiError, api_status
 from ..reasons import Reason
 
 
@@ -24,14 +22,14 @@ class RouteError(Exception):
         self.message = message
 
 
-def kind_missing(exc: ApiException) -> bool:
+def kind_missing(exc: ApiError) -> bool:
     """A 404 for the resource type itself (no CRD): the API server answers with a
     plain "404 page not found" rather than a Status naming an object."""
     return exc.status == 404 and not (api_status(exc).get("details") or {}).get("name")
 
 
 def route_failure(
-    obj: dict[str, Any], exc: ApiException, crd_hint: str | None = None
+    obj: dict[str, Any], exc: ApiError, crd_hint: str | None = None
 ) -> tuple[str, str]:
     """The condition reason and message for an API error on a route object;
     `crd_hint` says what to install when its kind is not served (the provider's

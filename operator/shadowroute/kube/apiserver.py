@@ -1,9 +1,10 @@
-"""The plugin's own small client of the API server: the kubeconfig's cluster, user and
-namespace, and JSON requests over the standard library's http.client and ssl.
+"""The project's own small client of the API server: the kubeconfig's cluster, user
+and namespace, and JSON requests over the standard library's http.client and ssl.
 
-The operator talks to the API server with the kubernetes client (kube/); a plugin call
-does not, because importing that client (and pydantic behind it) took seconds per call
-(issue 14). What this client honours of a kubeconfig, per docs/operations.md:
+Both the operator (kube/client.py, one connection per worker thread) and the kubectl
+plugin use it. Not the kubernetes client: importing it took seconds per plugin call
+(issue 14) and 33 MiB of the operator's memory (issue 15). What it honours of a
+kubeconfig, per docs/operations.md:
 
 - $KUBECONFIG (several files joined by ':', the first to name an entry wins), else
   ~/.kube/config, else the pod's service account (in-cluster);
@@ -12,6 +13,10 @@ does not, because importing that client (and pydantic behind it) took seconds pe
 - user: token, tokenFile, client-certificate(-data) with client-key(-data), username and
   password, exec credential plugins (client.authentication.k8s.io ExecCredential).
   auth-provider (the legacy gcp/azure/oidc plugins) is refused with a one-line error.
+
+Credentials that expire are renewed: a service account token (rotated by the kubelet)
+and a tokenFile are read again every TOKEN_REREAD_SECONDS, and an answer 401 loads the
+kubeconfig again (an exec plugin runs again) and retries once.
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ import http.client
 import json
 import os
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from ..api_errors import ApiError
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_KUBECONFIG = "~/.kube/config"
@@ -34,18 +43,11 @@ class ConfigError(Exception):
     """The kubeconfig cannot be used; the message is one line for people."""
 
 
-class Unreachable(Exception):
+class Unreachable(ConnectionError):
     """No answer from the API server: refused, timed out, TLS failed, DNS failed."""
 
 
-class ApiError(Exception):
-    """The API server answered with an error status. `body` is its text (a Status
-    object as JSON, or plain text), read like the kubernetes client's ApiException by
-    shadowroute.api_errors."""
-
-    def __init__(self, status: int, reason: str, body: str) -> None:
-        super().__init__(f"({status}) {reason}")
-        self.status, self.reason, self.body = status, reason, body
+TOKEN_REREAD_SECONDS = 60.0
 
 
 @dataclass
@@ -55,9 +57,31 @@ class Endpoint:
     server: str
     namespace: str = "default"
     context: ssl.SSLContext | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
     tls_server_name: str | None = None
     proxy: str | None = None
+    token_file: str | None = None
+    """A token that is read again every TOKEN_REREAD_SECONDS (a service account's)."""
+    reload: Callable[[], Endpoint] | None = field(default=None, repr=False)
+    """Load the kubeconfig again: after a 401, the credentials may have expired."""
+    # The TLS material as the kubeconfig gave it, for kopf's own client (handlers.py).
+    ca_pem: str | None = field(default=None, repr=False)
+    cert_pem: str | None = field(default=None, repr=False)
+    key_pem: str | None = field(default=None, repr=False)
+    insecure: bool = False
+    _token_read_at: float = field(default=0.0, repr=False)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers of a request, with the token file read again when due."""
+        if self.token_file and time.monotonic() - self._token_read_at > TOKEN_REREAD_SECONDS:
+            try:
+                token = Path(self.token_file).read_text().strip()
+            except OSError:
+                token = ""  # rotated away this instant: keep the last one
+            if token:
+                self.headers = {**self.headers, "Authorization": f"Bearer {token}"}
+            self._token_read_at = time.monotonic()
+        return self.headers
 
 
 # --------------------------------------------------------------------------- kubeconfig
@@ -184,9 +208,10 @@ def load(
     try:
         _credentials(endpoint, user, user_file.parent, env)
         if endpoint.server.startswith("https://"):
-            endpoint.context = _tls(cluster, cluster_file.parent, user, user_file.parent)
+            endpoint.context = _tls(endpoint, cluster, cluster_file.parent, user, user_file.parent)
     except (OSError, ValueError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load kubeconfig: {name!r}: {_one_line(exc)}") from None
+    endpoint.reload = lambda: load(kubeconfig, name, env)
     return endpoint
 
 
@@ -205,6 +230,10 @@ def _in_cluster(env: dict[str, str]) -> Endpoint:
         namespace=namespace,
         context=context,
         headers={"Authorization": f"Bearer {token}"},
+        token_file=str(SERVICE_ACCOUNT / "token"),
+        reload=lambda: _in_cluster(env),
+        ca_pem=(SERVICE_ACCOUNT / "ca.crt").read_text(),
+        _token_read_at=time.monotonic(),
     )
 
 
@@ -224,7 +253,9 @@ def _credentials(endpoint: Endpoint, user: dict[str, Any], base: Path, env: dict
         user.update(_exec(user["exec"], base, env))
     token = user.get("token")
     if not token and user.get("tokenFile"):
-        token = Path(_path(user["tokenFile"], base)).read_text().strip()
+        endpoint.token_file = _path(user["tokenFile"], base)
+        token = Path(endpoint.token_file).read_text().strip()
+        endpoint._token_read_at = time.monotonic()
     if token:
         endpoint.headers["Authorization"] = f"Bearer {token}"
     elif user.get("username") and user.get("password") is not None:
@@ -285,13 +316,15 @@ def _pem(entry: dict[str, Any], key: str, base: Path) -> str | None:
 
 
 def _tls(
+    endpoint: Endpoint,
     cluster: dict[str, Any],
     cluster_base: Path,
     user: dict[str, Any],
     user_base: Path,
 ) -> ssl.SSLContext:
     ca = _pem(cluster, "certificate-authority", cluster_base)
-    if cluster.get("insecure-skip-tls-verify"):
+    endpoint.ca_pem, endpoint.insecure = ca, bool(cluster.get("insecure-skip-tls-verify"))
+    if endpoint.insecure:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -304,6 +337,7 @@ def _tls(
     key = _pem(user, "client-key", user_base)
     if cert and key:
         _load_chain(context, cert, key)
+        endpoint.cert_pem, endpoint.key_pem = cert, key
     elif cert or key:
         raise ValueError("a client certificate needs both the certificate and its key")
     return context
@@ -355,10 +389,13 @@ class _TLSConnection(http.client.HTTPSConnection):
 
 
 class ApiServer:
-    """JSON requests to one API server, over one kept-alive connection."""
+    """JSON requests to one API server, over one kept-alive connection (one thread's:
+    http.client connections are not shared between threads)."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float = 30) -> None:
-        self.endpoint, self.timeout = endpoint, timeout
+    def __init__(
+        self, endpoint: Endpoint, timeout: float = 30, agent: str = "kubectl-shadowroute"
+    ) -> None:
+        self.endpoint, self.timeout, self.agent = endpoint, timeout, agent
         self._conn: http.client.HTTPConnection | None = None
         self._used = False
 
@@ -410,14 +447,33 @@ class ApiServer:
         content_type: str | None = None,
     ) -> Any:
         """The JSON answer (None when empty); ApiError for an error status, Unreachable
-        when no answer came."""
+        when no answer came. A 401 loads the credentials again and retries once."""
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        try:
+            return self._request(method, path, query, data, content_type)
+        except ApiError as exc:
+            if exc.status != 401 or self.endpoint.reload is None:
+                raise
+            try:
+                self.endpoint = self.endpoint.reload()
+            except ConfigError:
+                raise exc from None
+            self.close()
+            return self._request(method, path, query, data, content_type)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, Any]] | None,
+        data: bytes | None,
+        content_type: str | None,
+    ) -> Any:
         base_path = urlsplit(self.endpoint.server).path.rstrip("/")
         target = base_path + path + (f"?{urlencode(query)}" if query else "")
-        headers = {"Accept": "application/json", "User-Agent": "kubectl-shadowroute"}
-        headers.update(self.endpoint.headers)
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
+        headers = {"Accept": "application/json", "User-Agent": self.agent}
+        headers.update(self.endpoint.auth_headers())
+        if data is not None:
             headers["Content-Type"] = content_type or "application/json"
         for attempt in (1, 2):
             reused = self._used
