@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lease.add_argument("--retry-period", type=float, default=2.0, help="seconds; default 2")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    _check_environment(parser)
     if args.leader_elect:
         if not args.leader_election_namespace:
             try:
@@ -94,6 +95,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "pattern is resolved by listing namespaces, which is cluster-scoped"
             )
     return args
+
+
+def _check_environment(parser: argparse.ArgumentParser) -> None:
+    """$SHADOWROUTE_TRACEMALLOC, refused at start like a bad flag. (The scheduler's
+    setting is checked in main, after tracemalloc starts: importing the scheduler
+    imports the heavy modules tracemalloc is there to see.)"""
+    from .observability.memory import frames_from_env
+
+    try:
+        frames_from_env(os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 async def _heartbeat() -> None:
@@ -233,14 +246,28 @@ def keep_out_the_kubernetes_client() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Before kopf, aiohttp and the models are imported: their allocations
+    # are what /debug/memory is for (observability/memory.py; off unless asked).
+    from .observability.memory import start_from_env
+
+    tracing = start_from_env(os.environ)
     configure(args.log_format, args.verbose)
     keep_out_the_kubernetes_client()
 
     from . import __version__, handlers  # noqa: F401 - registers the handlers
+    from .scheduler import resync_seconds
+
+    try:
+        resync_seconds(os.environ)
+    except ValueError as exc:
+        print(f"shadowroute-operator: error: {exc}", file=sys.stderr)
+        return 2
     from .observability.metrics import health, serve
 
     health.stale_after = args.liveness_timeout
     serve(args.metrics_port, args.metrics_address)
+    if tracing:
+        log.info("tracemalloc on: /debug/memory answers the top allocation sites")
     log.info(
         "shadowroute %s starting; watching %s%s",
         __version__,

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +36,7 @@ from prometheus_client import (
 from .. import __version__
 from ..api.models import Outcome, ShadowRouteStatus, parse_timestamp
 from ..names import Phase
+from . import memory
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # the *_created series double the output and nobody graphs them
@@ -307,8 +309,23 @@ def make_handler(
             elif path == "/readyz":
                 ok = probes.ready.is_set()
                 self._send(200 if ok else 503, b"ready\n" if ok else b"starting\n")
+            elif path == "/debug/memory":
+                self._memory()
             else:
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+        def _memory(self) -> None:
+            """The top allocation sites (observability/memory.py): ?top=15&by=file."""
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            try:
+                top = int(query.get("top", ["15"])[0])
+                text = memory.report(max(1, min(top, 500)), query.get("by", ["file"])[0])
+            except LookupError as exc:
+                self._send(404, f"{exc}\n".encode())
+            except ValueError as exc:
+                self._send(400, f"{exc}\n".encode())
+            else:
+                self._send(200, text.encode())
 
         def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8"):
             self.send_response(code)
@@ -324,7 +341,8 @@ def make_handler(
 
 
 def serve(port: int, address: str = "0.0.0.0") -> ThreadingHTTPServer | None:
-    """Serve /metrics, /healthz and /readyz from a daemon thread; port 0 disables it."""
+    """Serve /metrics, /healthz, /readyz (and /debug/memory, see memory.py) from a daemon
+    thread; port 0 disables it."""
     if not port:
         return None
     server = ThreadingHTTPServer((address, port), make_handler())
