@@ -114,6 +114,35 @@ def test_two_replicas_elect_a_leader() -> None:
     assert "--leader-elect" not in args["containers"][0]["args"]
 
 
+def test_sharded_replicas_get_shards_lease_rights_and_no_leader_election() -> None:
+    manifests = render("sh", "ops", "replicaCount=3", "sharding.shards=6",
+                       "leaderElection.leaseDurationSeconds=20")  # fmt: skip
+    dep = next(m for m in manifests if m["kind"] == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--shards=6" in args and "--leader-election-id=sh-shadowroute" in args
+    assert "--lease-duration=20" in args and "--leader-elect" not in args
+    assert dep["spec"]["replicas"] == 3 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    role = next(m for m in manifests if m["kind"] == "Role"
+                and m["metadata"]["name"] == "sh-shadowroute-leader-election")  # fmt: skip
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        }
+    ]
+    pdb = next(m for m in manifests if m["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    # One shard is leader election as before.
+    one = render("one", "ops", "replicaCount=2", "sharding.shards=1")
+    args = next(m for m in one if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "--leader-elect" in args["containers"][0]["args"]
+    assert not [a for a in args["containers"][0]["args"] if a.startswith("--shards")]
+    res = helm("template", "x", str(CHART), "--set", "sharding.shards=0", check=False)
+    assert res.returncode != 0 and "/sharding/shards" in res.stderr
+
+
 def test_image_by_digest() -> None:
     digest = "sha256:" + "a" * 64
     dep = next(m for m in render("d", "ops", f"image.digest={digest}") if m["kind"] == "Deployment")
