@@ -265,6 +265,12 @@ def test_chart_crd_is_the_generated_one() -> None:
 # --------------------------------------------------------------------------- alerts
 
 
+def held(instance: str, shard: int, values: str) -> dict[str, str]:
+    """A replica's shadowroute_shard_held series (job "op")."""
+    labels = f'job="op",instance="{instance}",shard="{shard}"'
+    return {"series": f"shadowroute_shard_held{{{labels}}}", "values": values}
+
+
 def expected(alert: str, value: str = "", **labels: str) -> dict[str, Any]:
     """An alert as promtool should see it: its labels, and its annotations with the
     templates filled in (the test's labels, and the value as the template formats it)."""
@@ -317,6 +323,29 @@ PROMTOOL_TESTS = {
                  "exp_alerts": [expected("ShadowRouteReconcileErrors", "1", error="ApiException")]},
                 {"eval_time": "35m", "alertname": "ShadowRouteWriteStorm",
                  "exp_alerts": [expected("ShadowRouteWriteStorm", "10")]},
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'shadowroute_shards{job="op",instance="a"}', "values": "3x10"},
+                {"series": 'shadowroute_shards{job="op",instance="b"}', "values": "3x10"},
+                {"series": 'shadowroute_leader{job="op",instance="a"}', "values": "0x10"},
+                {"series": 'shadowroute_leader{job="op",instance="b"}', "values": "0x10"},
+                held("a", 0, "1x10"),
+                held("b", 0, "0x4 1x6"),
+                held("a", 1, "0x10"),
+                held("b", 1, "1x10"),
+                held("a", 2, "0x10"),
+                held("b", 2, "0x10"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "ShadowRouteNoLeader", "exp_alerts": []},
+                {"eval_time": "4m", "alertname": "ShadowRouteShardUnheld",
+                 "exp_alerts": [expected("ShadowRouteShardUnheld", job="op", shard="2")]},
+                {"eval_time": "4m", "alertname": "ShadowRouteShardSplitBrain", "exp_alerts": []},
+                {"eval_time": "7m", "alertname": "ShadowRouteShardSplitBrain",
+                 "exp_alerts": [expected("ShadowRouteShardSplitBrain", "2", job="op", shard="0")]},
             ],
         },
     ],

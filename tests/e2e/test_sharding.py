@@ -43,11 +43,13 @@ def replica(
         cluster.kubeconfig, tmp_path, "--namespace", ns, "--shards", str(shards),
         "--leader-election-namespace", ns, "--leader-election-id", SET, "--log-format", "json",
         *LEASE_ARGS,
-    ).start()  # fmt: skip
+    )  # fmt: skip
+    op.spawn()
     started.append(op)
-    # Its shard rounds begin once kopf's startup is done (a slow one on a busy machine).
-    wait_for(lambda: "Activity 'startup' succeeded" in op.log.read_text(), 90,
-             what="the replica's startup")  # fmt: skip
+    # Its shard rounds begin once kopf's startup is done: slow on a busy shared machine.
+    wait_for(lambda: op.proc.poll() is not None or "Activity 'startup' succeeded" in
+             op.log.read_text(), 120, what="the replica's startup")  # fmt: skip
+    assert op.proc.poll() is None, f"the operator exited; see {op.log}"
     return op
 
 
