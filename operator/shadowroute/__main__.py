@@ -158,6 +158,14 @@ async def _run(args: argparse.Namespace) -> int:
     shards: ShardSet | None = None
     SHARDS_CONFIGURED.set(args.shards)
     identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    lease: dict[str, Any] = {  # the Lease (or the shards' Lease set) and its timings
+        "namespace": args.leader_election_namespace,
+        "name": args.leader_election_id,
+        "identity": identity,
+        "lease_duration": args.lease_duration,
+        "renew_deadline": args.renew_deadline,
+        "retry_period": args.retry_period,
+    }
     memo = kopf.Memo()
     try:
         holding: asyncio.Task[None] | None = None
@@ -166,15 +174,7 @@ async def _run(args: argparse.Namespace) -> int:
             import kubernetes
 
             shards = ShardSet(
-                ShardConfig(
-                    namespace=args.leader_election_namespace,
-                    name=args.leader_election_id,
-                    identity=identity,
-                    shards=args.shards,
-                    lease_duration=args.lease_duration,
-                    renew_deadline=args.renew_deadline,
-                    retry_period=args.retry_period,
-                ),
+                ShardConfig(shards=args.shards, **lease),
                 client_api(kubernetes.client.ApiClient()),
                 on_change=lambda shard, held: SHARD_HELD.labels(str(shard)).set(1 if held else 0),
             )
@@ -187,14 +187,7 @@ async def _run(args: argparse.Namespace) -> int:
             import kubernetes
 
             elector = LeaderElector(
-                LeaseConfig(
-                    namespace=args.leader_election_namespace,
-                    name=args.leader_election_id,
-                    identity=identity,
-                    lease_duration=args.lease_duration,
-                    renew_deadline=args.renew_deadline,
-                    retry_period=args.retry_period,
-                ),
+                LeaseConfig(**lease),
                 client_api(kubernetes.client.ApiClient()),
                 on_change=lambda leading: LEADER.set(1 if leading else 0),
             )

@@ -12,12 +12,14 @@ import signal
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from shadowroute.kube.shards import shard_of
 
 from .conftest import Cluster, KubectlFn, OperatorProcess, get_json, wait_for
@@ -57,8 +59,12 @@ def held(op: OperatorProcess) -> set[int]:
     """The shards a live replica reports holding (its shadowroute_shard_held gauge)."""
     if not op.proc or op.proc.poll() is not None:
         return set()
+    try:
+        text = op.metrics()
+    except OSError:
+        return set()  # not serving yet
     out = set()
-    for line in op.metrics().splitlines():
+    for line in text.splitlines():
         if line.startswith("shadowroute_shard_held{") and line.endswith(" 1.0"):
             out.add(int(line.split('shard="')[1].split('"')[0]))
     return out
@@ -220,3 +226,57 @@ def test_a_replica_without_a_shard_is_ready_and_a_clean_exit_hands_shards_over(
     assert len([n for n in found if "-member-" in n]) == 2, "its member Lease deleted"
     wait_for(lambda: shard in held(b) | held(c), 10, 0.1, what="the released shard taken")
     assert held(b) | held(c) == {0, 1} and not held(b) & held(c)
+
+
+def test_sharded_replicas_run_under_the_charts_rbac(
+    cluster: Cluster,
+    kubectl: KubectlFn,
+    own_namespace: str,
+    replicas: list[OperatorProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sharding.shards=2 with two replicas, under exactly the Roles the chart renders (a
+    ServiceAccount token): the Leases are listed, created, renewed, released and a dead
+    replica's member Lease deleted with no request refused."""
+    from .test_rbac import assert_clean_log, operator_args, render, sa_kubeconfig
+
+    ns = own_namespace
+    release = f"sh-{uuid.uuid4().hex[:6]}"
+    manifests = render(
+        release, ns, f"watch.namespaces={{{ns}}}", "replicaCount=2", "sharding.shards=2",
+        "leaderElection.leaseDurationSeconds=4", "leaderElection.renewDeadlineSeconds=3",
+        "leaderElection.retryPeriodSeconds=1",
+    )  # fmt: skip
+    rbac = [m for m in manifests if m["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(rbac))
+    sa = next(m for m in rbac if m["kind"] == "ServiceAccount")["metadata"]["name"]
+    kubeconfig = str(sa_kubeconfig(kubectl, cluster, ns, sa, tmp_path / "sa.kubeconfig"))
+    args = operator_args(manifests)
+    assert "--shards=2" in args and "--leader-elect" not in args
+    monkeypatch.setenv("POD_NAMESPACE", ns)  # the chart sets it from the downward API
+    ops = []
+    for _ in range(2):
+        op = OperatorProcess(kubeconfig, tmp_path, *args)
+        op.spawn()
+        replicas.append(op)
+        ops.append(op)
+    a, b = ops
+    wait_for(lambda: len(held(a)) == 1 and len(held(b)) == 1, 120, what="one shard each")
+    r = Route(kubectl, ns, route("sharded", keepWarm="1s"))
+    r.apply()
+    r.wait("Stable", stable, timeout=90)
+    a.kill()
+    wait_for(lambda: held(b) == {0, 1}, 30, 0.1, what="the survivor holding both shards")
+    members = f"shadowroute.io/lease-set={release}-shadowroute,shadowroute.io/lease-role=member"
+    wait_for(lambda: len(get_json(kubectl, "leases", "-n", ns, "-l", members)["items"]) == 1,
+             30, what="the dead member Lease deleted")  # fmt: skip
+    r.set_image("registry.example/app:2")
+    r.wait(
+        "promoted by the survivor",
+        lambda s: stable(s) and (s.get("history") or [{}])[0].get("outcome") == "Promoted",
+        timeout=90,
+    )
+    b.stop()
+    for op in ops:
+        assert_clean_log(op)

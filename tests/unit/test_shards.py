@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
-import json
 import random
 import subprocess
 import sys
@@ -17,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from shadowroute.kube.shards import (
     ROLE_LABEL,
     SET_LABEL,
@@ -32,14 +29,10 @@ from shadowroute.kube.shards import (
 )
 from shadowroute.scheduler import Scheduler
 
+from .test_chart_leader_election import Clock, error
+
 NS = "ops"
 PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
-
-
-def error(status: int, reason: str) -> ApiException:
-    exc = ApiException(status=status, reason=reason)
-    exc.body = json.dumps({"message": reason})
-    return exc
 
 
 class Leases:
@@ -103,17 +96,6 @@ class Leases:
 
     def holder(self, name: str) -> str:
         return (self.items.get(name, {}).get("spec") or {}).get("holderIdentity", "")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def wall(self) -> dt.datetime:
-        return dt.datetime(2026, 12, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=self.t)
 
 
 def replica(leases: Leases, clock: Clock, who: str, shards: int = 3, **kw: Any) -> ShardSet:
