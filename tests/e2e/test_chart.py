@@ -230,7 +230,11 @@ def test_every_rendered_object_passes_a_server_side_dry_run(
 ) -> None:
     _monitoring_crds(kubectl)
     release = f"{SESSION_PREFIX}-dry"
-    for sets in ((), (f"watch.namespaces={{{namespace}}}", "replicaCount=2")):
+    for sets in (
+        (),
+        (f"watch.namespaces={{{namespace}}}", "replicaCount=2"),
+        ("replicaCount=3", "sharding.shards=3"),  # the shards' Role and PodDisruptionBudget
+    ):
         text = helm(
             "template", release, str(CHART), "--namespace", namespace, "--include-crds",
             *(a for s in (*EVERYTHING, *sets) for a in ("--set", s)),
