@@ -69,18 +69,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lease.add_argument(
         "--leader-election-id", default="shadowroute-operator", help="name of the Lease"
     )
+    lease.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="more than 1: shard the routes over the replicas, one Lease per shard "
+        "(named after --leader-election-id), instead of electing one leader; default 1",
+    )
     lease.add_argument("--lease-duration", type=float, default=15.0, help="seconds; default 15")
     lease.add_argument("--renew-deadline", type=float, default=10.0, help="seconds; default 10")
     lease.add_argument("--retry-period", type=float, default=2.0, help="seconds; default 2")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     _check_environment(parser)
-    if args.leader_elect:
+    if args.shards < 1:
+        parser.error(f"--shards must be at least 1, got {args.shards}")
+    if args.shards > 1 and args.leader_elect:
+        parser.error("--shards > 1 and --leader-elect exclude each other: a shard is a lease")
+    if args.leader_elect or args.shards > 1:
         if not args.leader_election_namespace:
             try:
                 args.leader_election_namespace = Path(SA_NAMESPACE).read_text().strip()
             except OSError:
-                parser.error("--leader-elect needs --leader-election-namespace (or $POD_NAMESPACE)")
+                parser.error(
+                    "--leader-elect and --shards need --leader-election-namespace "
+                    "(or $POD_NAMESPACE)"
+                )
         if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
             parser.error("leader election needs retry period < renew deadline < lease duration")
     if args.no_cluster_scope:
@@ -130,9 +144,11 @@ async def _run(args: argparse.Namespace) -> int:
     ends the process as cleanly (exit code 0)."""
     import kopf
 
+    from .handlers import SERVICES, SHARDS
     from .kube.client import load_endpoint
     from .kube.lease import LeaderElector, LeaseConfig, client_api
-    from .observability.metrics import LEADER, health
+    from .kube.shards import ShardConfig, ShardLost, ShardSet
+    from .observability.metrics import LEADER, SHARD_HELD, SHARDS_CONFIGURED, health
 
     settings = kopf.OperatorSettings()
     # kopf lists and watches CRDs (to notice resources appearing) and, for namespace
@@ -152,22 +168,33 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, on_signal)
     beat = asyncio.create_task(_heartbeat())
     elector = None
+    shards: ShardSet | None = None
+    SHARDS_CONFIGURED.set(args.shards)
+    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    lease: dict[str, Any] = {  # the Lease (or the shards' Lease set) and its timings
+        "namespace": args.leader_election_namespace,
+        "name": args.leader_election_id,
+        "identity": identity,
+        "lease_duration": args.lease_duration,
+        "renew_deadline": args.renew_deadline,
+        "retry_period": args.retry_period,
+    }
+    memo = kopf.Memo()
     try:
-        memo = kopf.Memo()
         holding: asyncio.Task[None] | None = None
-        if args.leader_elect:
-            identity = (
-                f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        if args.shards > 1:
+            shards = ShardSet(
+                ShardConfig(shards=args.shards, **lease),
+                client_api(load_endpoint()),
+                on_change=lambda shard, held: SHARD_HELD.labels(str(shard)).set(1 if held else 0),
             )
+            LEADER.set(0)  # no single leader: shadowroute_shard_held says what it holds
+            memo[SHARDS] = shards
+            holding = asyncio.create_task(shards.run())
+            memo["hand_over"] = functools.partial(_hand_over_shards, shards, holding)
+        elif args.leader_elect:
             elector = LeaderElector(
-                LeaseConfig(
-                    namespace=args.leader_election_namespace,
-                    name=args.leader_election_id,
-                    identity=identity,
-                    lease_duration=args.lease_duration,
-                    renew_deadline=args.renew_deadline,
-                    retry_period=args.retry_period,
-                ),
+                LeaseConfig(**lease),
                 client_api(load_endpoint()),
                 on_change=lambda leading: LEADER.set(1 if leading else 0),
             )
@@ -196,7 +223,14 @@ async def _run(args: argparse.Namespace) -> int:
         )
         waiting = {operator} if holding is None else {operator, holding}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if holding is not None and holding.done() and not holding.cancelled():
+        if shards is not None and holding is not None and holding.done():
+            if not holding.cancelled() and isinstance(holding.exception(), ShardLost):
+                # A lost shard's reconciles would not stop in time: stop everything now.
+                log.error("%s; exiting", holding.exception())
+                operator.cancel()
+                await asyncio.wait({operator}, timeout=args.renew_deadline)
+                return EXIT_LOST_LEADERSHIP
+        elif holding is not None and holding.done() and not holding.cancelled():
             # Lost: stop reconciling now, and exit so that the pod restarts as a candidate.
             operator.cancel()
             await asyncio.wait({operator}, timeout=args.renew_deadline)
@@ -212,6 +246,11 @@ async def _run(args: argparse.Namespace) -> int:
             if holding is not None:
                 holding.cancel()
             await elector.release()
+        if shards is not None and holding is not None:
+            services = memo.get(SERVICES)
+            if services is not None:  # after a lost shard: kopf's cleanup did not run
+                await services.scheduler.stop()
+            await _hand_over_shards(shards, holding)
         beat.cancel()
 
 
@@ -244,6 +283,15 @@ def keep_out_the_kubernetes_client() -> None:
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
 
 
+async def _hand_over_shards(shards: Any, holding: asyncio.Task[None]) -> None:
+    """Nothing reconciles any more: stop the shard rounds, release the shards and
+    delete the member Lease (once: at shutdown, or on the way out after a failure)."""
+    holding.cancel()
+    await asyncio.gather(holding, return_exceptions=True)
+    if not shards.stopped:
+        await shards.release()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Before kopf, aiohttp and the models are imported: their allocations
@@ -272,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         "shadowroute %s starting; watching %s%s",
         __version__,
         ", ".join(args.namespace) if args.namespace else "all namespaces",
-        f"; leader election on lease {args.leader_election_namespace}/{args.leader_election_id}"
+        f"; {args.shards} shards on leases {args.leader_election_namespace}/"
+        f"{args.leader_election_id}-shard-*"
+        if args.shards > 1
+        else f"; leader election on lease {args.leader_election_namespace}/"
+        f"{args.leader_election_id}"
         if args.leader_elect
         else "",
     )

@@ -8,6 +8,7 @@ every change and would fight GitOps tools. Our progress lives in `.status`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -16,6 +17,7 @@ from . import traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.apiserver import Endpoint
 from .kube.client import Kube, load_endpoint
+from .kube.shards import ShardSet
 from .names import MANAGED_BY, MANAGER, NAME_LABEL
 from .scheduler import Scheduler
 from .services import Services
@@ -25,6 +27,25 @@ log = logging.getLogger(__name__)
 DELIVERY_GRACE_SECONDS = 5.0
 SERVICES = "services"
 """The memo key of the operator's Services (services.py), set at startup."""
+SHARDS = "shards"
+"""The memo key of the ShardSet (kube/shards.py), set by __main__ with --shards > 1."""
+
+
+def _connect(shards: ShardSet, scheduler: Scheduler) -> None:
+    """A shard acquired: reconcile every route of it seen so far. A shard lost or
+    handed over: stop its routes' reconciles and timers, and wait for them."""
+
+    def of(shard: int) -> Callable[[str, str], bool]:
+        return lambda namespace, name: shards.shard(namespace, name) == shard
+
+    async def acquired(shard: int) -> None:
+        woken = scheduler.wake(of(shard))
+        log.info("shard %d: reconciling its %d known routes", shard, woken)
+
+    async def lost(shard: int) -> None:
+        await scheduler.drop(of(shard))
+
+    shards.listen(acquired, lost)
 
 
 def scheduler(memo: kopf.Memo) -> Scheduler:
@@ -58,7 +79,11 @@ def connection_info(endpoint: Endpoint) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Build the operator-wide services into the memo (kopf copies the memo into every
     resource's handlers once startup is done)."""
-    memo[SERVICES] = Services.build(Kube())
+    shards: ShardSet | None = memo.get(SHARDS)
+    services = Services.build(Kube(), owns=shards.owns if shards else None)
+    memo[SERVICES] = services
+    if shards is not None:
+        _connect(shards, services.scheduler)
     settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): at one
     # event per child change that drowns what matters.
@@ -70,9 +95,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """At shutdown, after kopf stopped its watches: stop the reconciles; hand the Lease
-    over (`memo.hand_over`, set by __main__ with --leader-elect) before waiting for
-    anything else, so a stand-by takes over at once; then the webhook deliveries under
-    way get up to DELIVERY_GRACE_SECONDS, and the HTTP session is closed."""
+    or the shards over (`memo.hand_over`, set by __main__ with --leader-elect or
+    --shards) before waiting for anything else, so another replica takes over at once;
+    then the webhook deliveries under way get up to DELIVERY_GRACE_SECONDS, and the
+    HTTP session is closed."""
     services: Services | None = memo.get(SERVICES)
     if services is not None:
         await services.scheduler.stop()

@@ -50,10 +50,16 @@ class Scheduler:
         reconcile: Callable[[str, str], Awaitable[Outcome]],
         metrics: RouteMetrics = route_metrics,
         resync: float | None = None,
+        owns: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._reconcile = reconcile
         self._metrics = metrics
         self._resync = resync_seconds(os.environ) if resync is None else resync
+        # Sharding: act only on the routes of the shards this replica holds, but keep
+        # every key seen, to reconcile them at once when their shard comes to us.
+        self._owns = owns or (lambda namespace, name: True)
+        self._known: set[Key] = set()
+        self._stopped = False
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -63,6 +69,9 @@ class Scheduler:
 
     def trigger(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        self._known.add(key)
+        if self._stopped or not self._owns(namespace, name):
+            return
         self._first_seen.setdefault(key, time.monotonic())
         if key in self._running:
             self._dirty.add(key)
@@ -71,6 +80,7 @@ class Scheduler:
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        self._known.discard(key)
         timer = self._timers.pop(key, None)
         if timer:
             timer.cancel()
@@ -119,13 +129,41 @@ class Scheduler:
                     if outcome.requeue_after is not None:
                         delay = min(delay, outcome.requeue_after + 0.05)
                     self._schedule(key, delay)
-                if key not in self._dirty:
+                if key not in self._dirty or not self._owns(*key):
                     return
         finally:
             self._running.pop(key, None)
             self._gone.discard(key)
 
+    def wake(self, which: Callable[[str, str], bool]) -> int:
+        """Reconcile now every route seen whose key `which` accepts (a shard just
+        acquired); returns how many."""
+        keys = [key for key in self._known if which(*key)]
+        for key in keys:
+            self.trigger(*key)
+        return len(keys)
+
+    async def drop(self, which: Callable[[str, str], bool]) -> None:
+        """Stop acting on the routes `which` accepts (a shard lost or handed over): their
+        timers, backoff and gauges go, their reconciles under way are cancelled and
+        waited for. The keys stay known. Call it once `owns` refuses them."""
+        tasks = []
+        for key in [k for k in (*self._timers, *self._running, *self._errors) if which(*k)]:
+            timer = self._timers.pop(key, None)
+            if timer:
+                timer.cancel()
+            self._errors.pop(key, None)
+            self._dirty.discard(key)
+            self._first_seen.pop(key, None)
+            self._metrics.forget(*key)
+            task = self._running.get(key)
+            if task is not None:
+                task.cancel()
+                tasks.append(task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def stop(self) -> None:
+        self._stopped = True  # a shard acquired during the shutdown starts nothing
         for timer in self._timers.values():
             timer.cancel()
         tasks = list(self._running.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .analysis.prometheus import Client
@@ -36,7 +37,8 @@ class Services:
     scheduler: Scheduler
 
     @classmethod
-    def build(cls, kube: Kube) -> Services:
+    def build(cls, kube: Kube, owns: Callable[[str, str], bool] | None = None) -> Services:
+        """`owns`: with sharding, whether this replica acts on a route (scheduler.py)."""
         http, secrets = Http(), Secrets()
         prometheus = Client(session=http.session)
         notifier = Notifier(session=http.session, secrets=secrets)
@@ -50,7 +52,7 @@ class Services:
                 checks=checks,
             )  # fmt: skip
 
-        scheduler = Scheduler(run)
+        scheduler = Scheduler(run, owns=owns)
         return cls(kube, http, secrets, prometheus, notifier, scheduler)
 
     async def close(self, grace: float) -> None:

@@ -114,6 +114,35 @@ def test_two_replicas_elect_a_leader() -> None:
     assert "--leader-elect" not in args["containers"][0]["args"]
 
 
+def test_sharded_replicas_get_shards_lease_rights_and_no_leader_election() -> None:
+    manifests = render("sh", "ops", "replicaCount=3", "sharding.shards=6",
+                       "leaderElection.leaseDurationSeconds=20")  # fmt: skip
+    dep = next(m for m in manifests if m["kind"] == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--shards=6" in args and "--leader-election-id=sh-shadowroute" in args
+    assert "--lease-duration=20" in args and "--leader-elect" not in args
+    assert dep["spec"]["replicas"] == 3 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    role = next(m for m in manifests if m["kind"] == "Role"
+                and m["metadata"]["name"] == "sh-shadowroute-leader-election")  # fmt: skip
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        }
+    ]
+    pdb = next(m for m in manifests if m["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    # One shard is leader election as before.
+    one = render("one", "ops", "replicaCount=2", "sharding.shards=1")
+    args = next(m for m in one if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "--leader-elect" in args["containers"][0]["args"]
+    assert not [a for a in args["containers"][0]["args"] if a.startswith("--shards")]
+    res = helm("template", "x", str(CHART), "--set", "sharding.shards=0", check=False)
+    assert res.returncode != 0 and "/sharding/shards" in res.stderr
+
+
 def test_image_by_digest() -> None:
     digest = "sha256:" + "a" * 64
     dep = next(m for m in render("d", "ops", f"image.digest={digest}") if m["kind"] == "Deployment")
@@ -201,7 +230,11 @@ def test_every_rendered_object_passes_a_server_side_dry_run(
 ) -> None:
     _monitoring_crds(kubectl)
     release = f"{SESSION_PREFIX}-dry"
-    for sets in ((), (f"watch.namespaces={{{namespace}}}", "replicaCount=2")):
+    for sets in (
+        (),
+        (f"watch.namespaces={{{namespace}}}", "replicaCount=2"),
+        ("replicaCount=3", "sharding.shards=3"),  # the shards' Role and PodDisruptionBudget
+    ):
         text = helm(
             "template", release, str(CHART), "--namespace", namespace, "--include-crds",
             *(a for s in (*EVERYTHING, *sets) for a in ("--set", s)),
@@ -236,6 +269,12 @@ def test_chart_crd_is_the_generated_one() -> None:
 # --------------------------------------------------------------------------- alerts
 
 
+def held(instance: str, shard: int, values: str) -> dict[str, str]:
+    """A replica's shadowroute_shard_held series (job "op")."""
+    labels = f'job="op",instance="{instance}",shard="{shard}"'
+    return {"series": f"shadowroute_shard_held{{{labels}}}", "values": values}
+
+
 def expected(alert: str, value: str = "", **labels: str) -> dict[str, Any]:
     """An alert as promtool should see it: its labels, and its annotations with the
     templates filled in (the test's labels, and the value as the template formats it)."""
@@ -263,7 +302,7 @@ PROMTOOL_TESTS = {
                 {"series": 'shadowroute_route_phase{namespace="shop",name="api",phase="Stable"}',
                  "values": "1 1 1 1 1 1"},
                 {"series": 'shadowroute_build_info{version="0.1.0"}', "values": "1 1 1 1 1 1"},
-                {"series": 'shadowroute_reconcile_errors_total{error="ApiException"}',
+                {"series": 'shadowroute_reconcile_errors_total{error="ApiError"}',
                  "values": "0+0x5"},
             ],
             "alert_rule_test": [
@@ -277,7 +316,7 @@ PROMTOOL_TESTS = {
         {
             "interval": "1m",
             "input_series": [
-                {"series": 'shadowroute_reconcile_errors_total{error="ApiException"}',
+                {"series": 'shadowroute_reconcile_errors_total{error="ApiError"}',
                  "values": "0+60x30"},
                 {"series": 'shadowroute_api_writes_total{kind="Deployment"}', "values": "0+600x40"},
             ],
@@ -285,9 +324,32 @@ PROMTOOL_TESTS = {
                 {"eval_time": "10m", "alertname": "ShadowRouteOperatorAbsent",
                  "exp_alerts": [expected("ShadowRouteOperatorAbsent")]},
                 {"eval_time": "20m", "alertname": "ShadowRouteReconcileErrors",
-                 "exp_alerts": [expected("ShadowRouteReconcileErrors", "1", error="ApiException")]},
+                 "exp_alerts": [expected("ShadowRouteReconcileErrors", "1", error="ApiError")]},
                 {"eval_time": "35m", "alertname": "ShadowRouteWriteStorm",
                  "exp_alerts": [expected("ShadowRouteWriteStorm", "10")]},
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'shadowroute_shards{job="op",instance="a"}', "values": "3x10"},
+                {"series": 'shadowroute_shards{job="op",instance="b"}', "values": "3x10"},
+                {"series": 'shadowroute_leader{job="op",instance="a"}', "values": "0x10"},
+                {"series": 'shadowroute_leader{job="op",instance="b"}', "values": "0x10"},
+                held("a", 0, "1x10"),
+                held("b", 0, "0x4 1x6"),
+                held("a", 1, "0x10"),
+                held("b", 1, "1x10"),
+                held("a", 2, "0x10"),
+                held("b", 2, "0x10"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "ShadowRouteNoLeader", "exp_alerts": []},
+                {"eval_time": "4m", "alertname": "ShadowRouteShardUnheld",
+                 "exp_alerts": [expected("ShadowRouteShardUnheld", job="op", shard="2")]},
+                {"eval_time": "4m", "alertname": "ShadowRouteShardSplitBrain", "exp_alerts": []},
+                {"eval_time": "7m", "alertname": "ShadowRouteShardSplitBrain",
+                 "exp_alerts": [expected("ShadowRouteShardSplitBrain", "2", job="op", shard="0")]},
             ],
         },
     ],

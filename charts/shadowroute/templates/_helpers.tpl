@@ -112,8 +112,22 @@ has the table with the reason for each line). A verb not listed here is never us
 {{- end -}}
 
 {{/* Leader election: asked for, or needed because more than one replica runs. */}}
+{{- define "shadowroute.sharding" -}}
+{{- if gt (int .Values.sharding.shards) 1 -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Leader election: more than one replica, or asked for; never with sharding (a shard is a Lease). */}}
 {{- define "shadowroute.leaderElection" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}
+{{- if and (not (include "shadowroute.sharding" .)) (or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Leases of either kind: replicas may then run side by side (rolling updates). */}}
+{{- define "shadowroute.leases" -}}
+{{- if or (include "shadowroute.sharding" .) (include "shadowroute.leaderElection" .) -}}
 true
 {{- end -}}
 {{- end -}}

@@ -37,6 +37,8 @@ class LeaseConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    labels: tuple[tuple[str, str], ...] = ()
+    """Labels of the Lease when this candidate creates it (a set of Leases is listed by them)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
@@ -47,7 +49,8 @@ class LeaseConfig:
 
 
 class LeaseApi(Protocol):
-    """Raw JSON calls (GET/POST/PUT) that raise ApiError on an error status."""
+    """Raw JSON calls (GET, with a query for a LIST; POST, PUT, DELETE with DeleteOptions)
+    that raise ApiError on an error status."""
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any: ...
 
@@ -55,6 +58,38 @@ class LeaseApi(Protocol):
 def micro_time(moment: dt.datetime) -> str:
     """A Lease's MicroTime: RFC 3339 with microseconds, UTC."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Observed:
+    """A Lease's record as timed by our own clock: when it last changed as we saw it.
+    Another machine's timestamps are never compared with ours: a record is expired when
+    it has not changed for its duration since we first saw it as it is."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.record: tuple[Any, ...] | None = None
+        self.at = 0.0
+        self.duration = 0.0
+
+    def see(self, lease: dict[str, Any] | None) -> None:
+        spec = (lease or {}).get("spec") or {}
+        record = (
+            spec.get("holderIdentity") or "",
+            spec.get("renewTime"),
+            spec.get("acquireTime"),
+            spec.get("leaseTransitions"),
+        )
+        if record != self.record:
+            self.record, self.at = record, self._clock()
+        self.duration = float(spec.get("leaseDurationSeconds") or 0)
+
+    @property
+    def holder(self) -> str:
+        return self.record[0] if self.record else ""
+
+    def live(self, now: float, default_duration: float) -> bool:
+        """Held, and changed less than its duration ago (as we timed it)."""
+        return bool(self.holder) and now < self.at + (self.duration or default_duration)
 
 
 class LeaderElector:
@@ -75,8 +110,7 @@ class LeaderElector:
         self._clock = clock
         self._wall = wall
         self._on_change = on_change or (lambda leading: None)
-        self._observed: tuple[Any, ...] | None = None
-        self._observed_at = 0.0
+        self._seen = Observed(clock)
         self._last_renew = 0.0
         self.leading = False
         self.holder = ""
@@ -95,44 +129,55 @@ class LeaderElector:
 
     def _attempt(self) -> bool:
         c = self.config
-        path = LEASES.format(ns=c.namespace)
-        now = self._wall()
         try:
-            lease = self._api("GET", f"{path}/{c.name}")
+            lease = self._api("GET", f"{LEASES.format(ns=c.namespace)}/{c.name}")
         except ApiError as exc:
             if exc.status != 404:
                 log.warning("cannot read lease %s/%s: %s", c.namespace, c.name, _why(exc))
                 return False
             lease = None
+        return self._attempt_on(lease)
+
+    def attempt_on(self, lease: dict[str, Any] | None) -> bool:
+        """One attempt on the Lease as just read (a LIST of a set of Leases feeds each
+        of its electors this way: one read for all). Blocking: run it in a thread."""
+        with self._lock:
+            return not self._released and self._attempt_on(lease)
+
+    def observe(self, lease: dict[str, Any] | None) -> None:
+        """Time the Lease's record by our own clock without trying to take it."""
+        self._seen.see(lease)
+        self.holder = self._seen.holder
+
+    def taken_by_other(self) -> bool:
+        """Held by another candidate, renewed recently as we timed it."""
+        return self._seen.live(self._clock(), self.config.lease_duration) and self.holder not in (
+            "",
+            self.config.identity,
+        )
+
+    def _attempt_on(self, lease: dict[str, Any] | None) -> bool:
+        c = self.config
+        now = self._wall()
         if lease is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": c.name, "namespace": c.namespace},
+                "metadata": {"name": c.name, "namespace": c.namespace, "labels": dict(c.labels)},
                 "spec": self._spec(now, acquire=True, transitions=0),
             }
-            return self._write("POST", path, body)
+            return self._write("POST", LEASES.format(ns=c.namespace), body)
+        self.observe(lease)
+        if self.taken_by_other():
+            return False
         spec = lease.get("spec") or {}
-        record = (
-            spec.get("holderIdentity") or "",
-            spec.get("renewTime"),
-            spec.get("acquireTime"),
-            spec.get("leaseTransitions"),
-        )
-        if record != self._observed:
-            self._observed, self._observed_at = record, self._clock()
-        holder = record[0]
-        self.holder = holder
-        duration = float(spec.get("leaseDurationSeconds") or c.lease_duration)
-        if holder and holder != c.identity and self._clock() < self._observed_at + duration:
-            return False  # held by another candidate, and renewed recently as we timed it
-        ours = holder == c.identity
+        ours = self.holder == c.identity
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
         new_spec = self._spec(now, acquire=not ours, transitions=transitions)
         if ours:
             new_spec["acquireTime"] = spec.get("acquireTime") or new_spec["renewTime"]
-        lease["spec"] = new_spec  # metadata keeps resourceVersion: a lost race is a 409
-        return self._write("PUT", f"{path}/{c.name}", lease)
+        lease = {**lease, "spec": new_spec}  # metadata keeps resourceVersion: a lost race is a 409
+        return self._write("PUT", f"{LEASES.format(ns=c.namespace)}/{c.name}", lease)
 
     def _spec(self, now: dt.datetime, acquire: bool, transitions: int) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -152,14 +197,8 @@ class LeaderElector:
             if exc.status not in (409, 404):
                 log.warning("cannot write lease %s: %s", self.config.name, _why(exc))
             return False
-        spec = (stored or body).get("spec") or {}
-        self._observed = (
-            spec.get("holderIdentity") or "",
-            spec.get("renewTime"),
-            spec.get("acquireTime"),
-            spec.get("leaseTransitions"),
-        )
-        self._observed_at = self._last_renew = self._clock()
+        self._seen.see(stored or body)
+        self._last_renew = self._clock()
         self.holder = self.config.identity
         return True
 
@@ -190,14 +229,22 @@ class LeaderElector:
                 )
             except TimeoutError:
                 ok = False
-            taken = not ok and self.holder not in ("", c.identity)
-            if taken or (not ok and self._clock() - self._last_renew >= c.renew_deadline):
+            if not ok and (self.holder not in ("", c.identity) or self.lapsed()):
                 self._set(False)
                 log.error(
                     "lost the lease %s/%s (not renewed for %.0fs; held by %s)",
                     c.namespace, c.name, c.renew_deadline, self.holder or "nobody",
                 )  # fmt: skip
                 return
+
+    def lapsed(self) -> bool:
+        """Our last successful write is `renew_deadline` old: stop acting on the Lease
+        now, before anyone else may take it (`lease_duration` after they saw it)."""
+        return self._clock() - self._last_renew >= self.config.renew_deadline
+
+    def renewed_at(self) -> float:
+        """When our last write of the Lease succeeded (our clock)."""
+        return self._last_renew
 
     async def release(self) -> None:
         """Give the Lease up (holder empty), only if we still hold it; no attempt to
@@ -206,26 +253,29 @@ class LeaderElector:
             self._released = True
             return
         self._set(False)
-        c = self.config
-
-        def give_up() -> None:
-            with self._lock:
-                self._released = True
-                path = f"{LEASES.format(ns=c.namespace)}/{c.name}"
-                lease = self._api("GET", path)
-                spec = lease.get("spec") or {}
-                if spec.get("holderIdentity") != c.identity:
-                    return
-                spec["holderIdentity"] = ""
-                spec["leaseDurationSeconds"] = 1
-                lease["spec"] = spec
-                self._api("PUT", path, lease)
-
         try:
-            await asyncio.to_thread(give_up)
-            log.info("released the lease %s/%s", c.namespace, c.name)
+            await asyncio.to_thread(self.give_up, True)
+            log.info("released the lease %s/%s", self.config.namespace, self.config.name)
         except ApiError as exc:
-            log.warning("could not release the lease %s: %s", c.name, _why(exc))
+            log.warning("could not release the lease %s: %s", self.config.name, _why(exc))
+
+    def give_up(self, final: bool) -> None:
+        """Clear the holder (only if it is us) so that the next candidate takes the Lease
+        at its next attempt. `final`: never take or renew it again. Blocking."""
+        c = self.config
+        with self._lock:
+            if final:
+                self._released = True
+            path = f"{LEASES.format(ns=c.namespace)}/{c.name}"
+            lease = self._api("GET", path)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != c.identity:
+                return
+            spec["holderIdentity"] = ""
+            spec["leaseDurationSeconds"] = 1
+            lease["spec"] = spec
+            self._last_renew = float("-inf")
+            self._api("PUT", path, lease)
 
     def _set(self, leading: bool) -> None:
         if leading != self.leading:

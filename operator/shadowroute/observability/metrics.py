@@ -65,6 +65,15 @@ LEADER = Gauge(
     "1 when this process reconciles (it holds the lease, or runs without leader "
     "election); 0 while it stands by.",
 )
+SHARDS_CONFIGURED = Gauge(
+    "shadowroute_shards",
+    "How many shards the routes are split into (--shards; 1: no sharding).",
+)
+SHARD_HELD = Gauge(
+    "shadowroute_shard_held",
+    "With --shards > 1: 1 for each shard this replica holds (reconciles), 0 otherwise.",
+    ["shard"],
+)
 
 ROLLOUTS = Gauge(
     "shadowroute_rollouts",
