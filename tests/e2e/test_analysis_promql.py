@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shadowroute.analysis.presets import preset_queries
+from shadowroute.analysis.presets import family_of, preset_queries
 from shadowroute.analysis.templates import Context, escape_string, render
 from shadowroute.api.models import MetricConvention, MetricPreset
 
@@ -84,4 +84,14 @@ def test_every_preset_is_valid_promql(prometheus: str, preset, convention) -> No
     q = preset_queries(preset, convention)
     for template in (q.value, q.requests):
         doc = instant(prometheus, render(template, ctx("web-canary")))
+        assert doc["status"] == "success", doc
+
+
+@pytest.mark.parametrize("convention", list(MetricConvention))
+@pytest.mark.parametrize("preset", list(MetricPreset))
+def test_every_batched_preset_is_valid_promql(prometheus: str, preset, convention) -> None:
+    members = [("ns", "web-canary"), ("other", 'a.b|c"d\\e')]
+    for requests in (False, True):
+        family, _ = family_of(preset, convention, requests, ctx("web-canary"))
+        doc = instant(prometheus, family.query(members))
         assert doc["status"] == "success", doc

@@ -51,21 +51,28 @@ class FakeApi:
         return result
 
 
+async def serve(
+    handle: Callable[[web.Request], Any], runners: list[web.AppRunner], prefix: str = ""
+) -> str:
+    """An HTTP server on loopback answering the query API with `handle`: its base URL."""
+    app = web.Application()
+    app.router.add_post(f"{prefix}/api/v1/query", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    runners.append(runner)
+    port = site._server.sockets[0].getsockname()[1]
+    return f"http://127.0.0.1:{port}{prefix}"
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Callable[[list[Callable[[], Any]]], Any]]:
-    runners = []
+    runners: list[web.AppRunner] = []
 
     async def start(answers: list[Callable[[], Any]]) -> tuple[str, FakeApi]:
         api = FakeApi(answers)
-        app = web.Application()
-        app.router.add_post("/prom/api/v1/query", api.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/prom", api
+        return await serve(api.handle, runners, "/prom"), api
 
     yield start
     for runner in runners:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from shadowroute import analysis
 from shadowroute.analysis.judge import Sample
 from shadowroute.analysis.prometheus import Client, Endpoint
-from shadowroute.analysis.scope import partial_window, run_time
+from shadowroute.analysis.scope import evaluation_time, partial_window, run_time
 from shadowroute.api.models import (
     AnalysisStatus,
     ShadowRouteSpec,
@@ -107,7 +107,11 @@ def test_a_pass_needs_a_window_that_opens_half_a_window_after_the_weight(
     ready = T0 + seconds(ready_after)
     since = ready - seconds(earlier) if earlier is not None else None
     now = ready + seconds(run_after)
-    ev = evaluate(spec(window), status(ready, since), now, Fixed(0.01))
+    s, st_ = spec(window), status(ready, since)
+    ev = evaluate(s, st_, now, Fixed(0.01))
+    # A run on time evaluates at its tick (evaluation_time): the window ends there.
+    assert s.analysis is not None
+    now, _ = evaluation_time(s.analysis, st_.analysis, now)
     weight_start = ready.replace(microsecond=0) + seconds(1)
     since_used = since if since is not None else weight_start
     span = max(round(min(window, (now - since_used).total_seconds()), 3), 0.001)

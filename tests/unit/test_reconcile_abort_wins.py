@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from shadowroute import analysis
-from shadowroute.analysis.prometheus import Endpoint
+from shadowroute.analysis.prometheus import Client, Endpoint
 from shadowroute.reconciler import reconcile
 
 from .sim import T0, image_template, spec_dict
@@ -26,11 +26,12 @@ ANALYSIS = {
 STEPS = [{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
 
 
-class Breaking:
+class Breaking(Client):
     """The analysis's Prometheus client, raising what aiohttp raises for a header with
     a line break (a token from a Secret, before the Secret was checked)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.asked = 0
 
     async def query(self, endpoint: Endpoint, promql: str, at: dt.datetime) -> Any:

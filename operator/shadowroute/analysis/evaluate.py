@@ -25,6 +25,8 @@ from ..api.models import (
     AnalysisSpec,
     AnalysisStatus,
     MetricCheck,
+    MetricConvention,
+    MetricPreset,
     MetricResult,
     ShadowRouteSpec,
     ShadowRouteStatus,
@@ -38,14 +40,16 @@ from ..reasons import Reason
 from ..rollout.observe import AnalysisSignal, Health
 from ..secrets import CredentialsError, InvalidCredentials, Secrets
 from .judge import Answer, MetricJudgement, RunJudgement, judge_metric, judge_run
-from .presets import preset_queries
-from .prometheus import Client, Endpoint, InvalidQuery, Unavailable
+from .presets import Family, family_of, preset_queries
+from .prometheus import Ask, Client, Endpoint, InvalidQuery, Unavailable
 from .scope import (
     PENDING,
     Scope,
     context,
     due,
+    evaluation_time,
     next_run,
+    next_tick,
     partial_window,
     run_time,
     scope_of,
@@ -90,10 +94,19 @@ class Run:
     """Reads Secrets (credentials)."""
     client: Client
     secrets: Secrets
+    clock: dt.datetime
+    """The time the run happens; `now` is the time it evaluates at (its tick)."""
+    period: float | None = None
+    """The interval when `now` is a tick (evaluation_time)."""
 
     @property
     def interval(self) -> float:
         return parse_duration(self.spec.interval)
+
+    def until_next(self, ts: str) -> float:
+        """Seconds from the run's clock to the next tick after its time `ts`."""
+        when = next_tick(parse_timestamp(ts), self.interval)
+        return max((when - self.clock).total_seconds(), 0.05)
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,9 @@ class Planned:
 
     query: str | None = None
     answer: Answer | None = None
+    family: Family | None = None
+    """A preset's: the family its query is batched in, and its key there."""
+    key: tuple[str, ...] = ()
 
     def answered(self, by_query: dict[str, Any]) -> Answer:
         if self.query is not None:
@@ -198,6 +214,7 @@ async def _evaluate(
         when = next_run(a, last)
         wait = (when - now).total_seconds() if when else interval
         return Evaluation(last, standing_signal(last, scope), max(wait, 0.05))
+    at, period = evaluation_time(a, last, now)
     run = Run(
         spec=a,
         status=status,
@@ -205,10 +222,12 @@ async def _evaluate(
         last=last,
         namespace=namespace,
         name=name,
-        now=now,
+        now=at,
         kube=kube,
         client=client or Client(),
         secrets=secrets,
+        clock=now,
+        period=period,
     )
     evaluation = await _run(run)
     unavailable = evaluation.status.reason in (UNAVAILABLE, CREDENTIALS_INVALID)
@@ -243,9 +262,9 @@ async def _run(run: Run) -> Evaluation:
     opened = run_time(now - dt.timedelta(seconds=span))
     ctx = context(a, status, run.scope, run.namespace, run.name, span)
     plans = [_plan(check, a, ctx) for check in a.metrics]
-    asks = list(dict.fromkeys(p.query for pair in plans for p in pair if p.query is not None))
-    answers = await asyncio.gather(*(_ask(run.client, where, q, now) for q in asks))
-    by_query = dict(zip(asks, answers, strict=True))
+    asks = list({p.query: p for pair in plans for p in pair if p.query is not None}.values())
+    answers = await asyncio.gather(*(_ask(run, where, p) for p in asks))
+    by_query = dict(zip((p.query for p in asks), answers, strict=True))
     down = [x for x in answers if isinstance(x, Unavailable)]
     if down:
         return _unavailable(run, ts, str(down[0]))
@@ -269,13 +288,26 @@ async def _run(run: Run) -> Evaluation:
 def _plan(check: MetricCheck, a: AnalysisSpec, ctx: Context) -> tuple[Planned, Planned]:
     """The check's value query and request-count query as sent, or why they cannot be."""
     if check.preset is not None:
-        templates = preset_queries(check.preset, check.convention or a.convention)
-        value_t, count_t = templates.value, templates.requests
+        convention = check.convention or a.convention
+        templates = preset_queries(check.preset, convention)
+        value = _batched(_render(templates.value, ctx), check.preset, convention, False, ctx)
+        count = _batched(_render(templates.requests, ctx), check.preset, convention, True, ctx)
     else:
-        value_t, count_t = check.query or "", check.request_count_query
-    if check.min_requests is None:
-        count_t = None
-    return _render(value_t, ctx), (_render(count_t, ctx) if count_t else Planned())
+        value = _render(check.query or "", ctx)
+        count = _render(check.request_count_query, ctx) if check.request_count_query else Planned()
+    return value, (count if check.min_requests is not None else Planned())
+
+
+def _batched(
+    planned: Planned,
+    preset: MetricPreset,
+    convention: MetricConvention,
+    requests: bool,
+    ctx: Context,
+) -> Planned:
+    """A preset's query, with the family it is batched in (presets.Family)."""
+    family, key = family_of(preset, convention, requests, ctx)
+    return dataclasses.replace(planned, family=family, key=key)
 
 
 def _render(template: str, ctx: Context) -> Planned:
@@ -285,11 +317,11 @@ def _render(template: str, ctx: Context) -> Planned:
         return Planned(answer=Answer(error=f"cannot render the query template: {exc}"))
 
 
-async def _ask(
-    client: Client, where: Endpoint, query: str, now: dt.datetime
-) -> Answer | Unavailable:
+async def _ask(run: Run, where: Endpoint, planned: Planned) -> Answer | Unavailable:
+    assert planned.query is not None
+    ask = Ask(planned.query, planned.family, planned.key, run.period)
     try:
-        return Answer(samples=await client.query(where, query, now))
+        return Answer(samples=await run.client.ask(where, ask, run.now))
     except InvalidQuery as exc:
         return Answer(error=f"Prometheus refused the query: {exc}")
     except Unavailable as exc:
@@ -336,7 +368,7 @@ def _judged(
         signal = AnalysisSignal(Health.HEALTHY, judged.reason, judged.message, parse_timestamp(ts))
     else:
         signal = AnalysisSignal(Health.PENDING, judged.reason, judged.message)
-    return Evaluation(new, signal, run.interval)
+    return Evaluation(new, signal, run.until_next(ts))
 
 
 def _unavailable(run: Run, ts: str, error: str, reason: str = UNAVAILABLE) -> Evaluation:
@@ -347,7 +379,7 @@ def _unavailable(run: Run, ts: str, error: str, reason: str = UNAVAILABLE) -> Ev
     since = last.unreachable_since or ts
     down_for = max((run.now - parse_timestamp(since)).total_seconds(), 0.0)
     limit = parse_duration(a.unreachable.timeout)
-    interval = run.interval
+    interval = run.until_next(ts)
     rollback = a.unreachable.policy is UnreachablePolicy.ROLLBACK
     if reason == CREDENTIALS_INVALID:
         message, until = f"{error} (Prometheus not asked since {since})", "the Secret is fixed"

@@ -8,6 +8,16 @@ address or the credentials are wrong (401, 403, 404, anything that is not the AP
 JSON). Every attempt is bounded by the endpoint's timeout, and all attempts together by
 twice that, so a Prometheus that hangs delays a reconcile by a bounded time.
 
+Batching (`Client.ask`): the checks of one evaluation time against one endpoint (the
+same address, credentials and TLS trust) that belong to one batchable family (a preset
+with one convention and window: `presets.Family`) are answered by one query grouped by
+the family's key labels, split back per route; identical queries are asked once. The
+routes that asked at the previous tick of a family are included in the first query of
+the next, so that query goes out at once, and the routes of that tick that come later
+find their answer made; a tick without that knowledge collects its members for
+`batch_window` (20 ms) first. A batched query Prometheus refuses is asked again per
+route, so each gets its own answer; an unreachable Prometheus is reported to each.
+
 Credentials live in `Endpoint.headers`; nothing here puts them in a message or a log
 line, and the endpoint's repr leaves them out.
 """
@@ -15,24 +25,34 @@ line, and the endpoint's repr leaves them out.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from ..http import Http
-from ..observability.metrics import observe_query
+from ..observability.metrics import ASKS, QUERIES, observe_query
 from .judge import Sample
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ERROR_TEXT = 300
+BATCH_WINDOW = 0.02
+"""Seconds a tick's first batch of a family, when no members are known from the last
+tick, waits for the others before it is sent."""
+MAX_BATCH = 1000
+"""Members of one batched query at most; more are asked in several."""
+KEEP_TICKS = 600.0
+"""Seconds a family's last tick is remembered (its members, its answers)."""
+
+Key = tuple[str, ...]
 
 
 class Unavailable(Exception):
@@ -67,6 +87,77 @@ class Endpoint:
         return self.address.rstrip("/") + "/api/v1/query"
 
 
+class Batchable(Protocol):
+    """A family of queries that one query answers for many members (presets.Family)."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def query(self, members: Iterable[Key]) -> str: ...
+
+    def split(self, samples: Iterable[Sample]) -> dict[Key, tuple[Sample, ...]]: ...
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a check asks: its own query as it would be sent alone, and, when it has
+    one, the batchable family it belongs to and its key there."""
+
+    query: str
+    family: Batchable | None = None
+    key: Key = ()
+    period: float | None = None
+    """The interval of the route when `at` is one of its ticks (a multiple of it since
+    the epoch): the asks of the last tick are then known to come again."""
+
+
+@dataclass(frozen=True)
+class _Alone:
+    """A query that is its own family: identical asks share one answer."""
+
+    text: str
+    labels: tuple[str, ...] = ()
+
+    def query(self, members: Iterable[Key]) -> str:
+        return self.text
+
+    def split(self, samples: Iterable[Sample]) -> dict[Key, tuple[Sample, ...]]:
+        return {(): tuple(samples)}
+
+
+@dataclass
+class _Tick:
+    """A family's asks at one evaluation time on one endpoint."""
+
+    at: datetime
+    created: float
+    period: float | None
+    asked: set[Key] = field(default_factory=set)
+    answers: dict[Key, asyncio.Task[dict[Key, tuple[Sample, ...]]]] = field(default_factory=dict)
+    collecting: list[Key] | None = None
+
+
+class _BatchRefused(InvalidQuery):
+    """Prometheus refused a batched query: each member asks its own."""
+
+
+_FORM: contextvars.ContextVar[str] = contextvars.ContextVar("form", default="alone")
+
+
+def _task(coro: Awaitable[dict[Key, tuple[Sample, ...]]]) -> asyncio.Task:
+    """A batch's task; its error is taken by whoever awaits it, or dropped (a member of
+    the last tick that no longer asks), never logged as unretrieved."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
+def _endpoint_key(endpoint: Endpoint) -> tuple[Hashable, ...]:
+    """Batches stay within one endpoint: address, timeout, credentials and TLS trust."""
+    headers = tuple(sorted(endpoint.headers.items()))
+    return (endpoint.address, endpoint.timeout, headers, endpoint.ssl_context)
+
+
 @dataclass
 class Client:
     """Instant queries against one Prometheus API. `sleep` and `jitter` are seams for
@@ -79,6 +170,118 @@ class Client:
     session: Callable[[], aiohttp.ClientSession] = field(default_factory=lambda: Http().session)
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     jitter: Callable[[], float] = random.random
+    batch_window: float = BATCH_WINDOW
+    max_batch: int = MAX_BATCH
+    _ticks: dict[tuple[Hashable, ...], dict[datetime, _Tick]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _swept: float = field(default=0.0, init=False, repr=False)
+
+    async def ask(self, endpoint: Endpoint, ask: Ask, at: datetime) -> tuple[Sample, ...]:
+        """The samples `ask.query` has at `at`, from a query shared with the other asks
+        of this endpoint, time and family when there are any (see the module's doc);
+        raises Unavailable or InvalidQuery as `query` does."""
+        family: Batchable = ask.family if ask.family is not None else _Alone(ask.query)
+        key = ask.key if ask.family is not None else ()
+        ASKS.inc()
+        tick = self._tick(endpoint, family, ask, key, at)
+        tick.asked.add(key)
+        task = tick.answers.get(key)
+        if task is None:
+            task = self._collect(endpoint, family, tick, key, ask.query)
+        try:
+            answers = await asyncio.shield(task)
+        except _BatchRefused:
+            # Refused as a batch: asked alone, the route gets its own answer or error.
+            return await self.query(endpoint, ask.query, at)
+        return answers.get(key, ())
+
+    def _tick(
+        self, endpoint: Endpoint, family: Batchable, ask: Ask, key: Key, at: datetime
+    ) -> _Tick:
+        """This time's asks of the family, started (when new) with the query for the
+        members of its last tick."""
+        lineage = (_endpoint_key(endpoint), family, ask.period)
+        tick = self._ticks.get(lineage, {}).get(at)
+        if tick is None:
+            now = time.monotonic()
+            self._sweep(now)
+            ticks = self._ticks.setdefault(lineage, {})
+            tick = ticks[at] = _Tick(at, now, ask.period)
+            earlier = [t for t in ticks.values() if t.at < at]
+            if earlier and ask.period is not None:
+                members = sorted(max(earlier, key=lambda t: t.at).asked)
+                if members == [key]:  # alone again: its own query, at once
+                    tick.answers[key] = _task(
+                        self._later(endpoint, family, tick, members, 0, ask.query)
+                    )
+                else:
+                    self._send(endpoint, family, tick, members)
+            for old in sorted(ticks)[:-2]:  # this tick and the one before it
+                del ticks[old]
+        return tick
+
+    def _sweep(self, now: float) -> None:
+        """Forget the families not asked for KEEP_TICKS (at most once a minute)."""
+        if now - self._swept < 60:
+            return
+        self._swept = now
+        for lineage, ticks in list(self._ticks.items()):
+            if all(now - t.created > KEEP_TICKS for t in ticks.values()):
+                del self._ticks[lineage]
+
+    def _collect(
+        self, endpoint: Endpoint, family: Batchable, tick: _Tick, key: Key, query: str
+    ) -> asyncio.Task:
+        """Add `key` to the batch being collected, or start one: sent after the batch
+        window on a tick, at once otherwise (no other route asks at that time)."""
+        if tick.collecting is None or len(tick.collecting) >= self.max_batch:
+            members: list[Key] = [key]
+            tick.collecting = members
+            wait = self.batch_window if tick.period is not None else 0.0
+            task = _task(self._later(endpoint, family, tick, members, wait, query))
+        else:
+            members = tick.collecting
+            members.append(key)
+            task = tick.answers[members[0]]
+        tick.answers[key] = task
+        return task
+
+    def _send(self, endpoint: Endpoint, family: Batchable, tick: _Tick, members: list[Key]) -> None:
+        """Send at once the query for `members` (the last tick's), max_batch a query."""
+        for i in range(0, len(members), self.max_batch):
+            chunk = members[i : i + self.max_batch]
+            task = _task(self._batch(endpoint, family, tick, chunk))
+            for key in chunk:
+                tick.answers[key] = task
+
+    async def _later(
+        self,
+        endpoint: Endpoint,
+        family: Batchable,
+        tick: _Tick,
+        members: list[Key],
+        wait: float,
+        query: str,
+    ) -> dict[Key, tuple[Sample, ...]]:
+        """The batch `members` starts, `query` the first member's own query."""
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if tick.collecting is members:
+            tick.collecting = None
+        if len(members) == 1:  # alone: its own query, as it would be sent without batching
+            return {members[0]: await self.query(endpoint, query, tick.at)}
+        return await self._batch(endpoint, family, tick, members)
+
+    async def _batch(
+        self, endpoint: Endpoint, family: Batchable, tick: _Tick, members: list[Key]
+    ) -> dict[Key, tuple[Sample, ...]]:
+        _FORM.set("batched")
+        try:
+            samples = await self.query(endpoint, family.query(members), tick.at)
+        except InvalidQuery as exc:
+            raise _BatchRefused(str(exc)) from None
+        return family.split(samples)
 
     async def query(self, endpoint: Endpoint, promql: str, at: datetime) -> tuple[Sample, ...]:
         """The samples of `promql` evaluated at `at`; raises Unavailable or InvalidQuery."""
@@ -119,6 +322,7 @@ class Client:
         self, endpoint: Endpoint, promql: str, at: datetime, seconds: float
     ) -> tuple[Sample, ...]:
         form = {"query": promql, "time": f"{at.timestamp():.3f}"}
+        QUERIES.labels(_FORM.get()).inc()
         try:
             async with self.session().post(
                 endpoint.query_url,

@@ -10,6 +10,7 @@ for it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -143,11 +144,47 @@ def context(
     )
 
 
+TICK_SLACK = 5.0
+"""Seconds a run may start after its tick and still evaluate at the tick (at most half
+an interval); a later one evaluates at its own time."""
+EARLY = timedelta(milliseconds=50)
+"""A run is due this much before its time (a timer that fires a little early)."""
+
+
+def next_tick(after: datetime, interval: float) -> datetime:
+    """The first tick at least half an interval after `after`. Ticks are the multiples
+    of the interval since the epoch, so routes with the same interval run at the same
+    instants, and their queries can be batched (`prometheus.Client.ask`); runs on time
+    are an interval apart, a run off the ticks (at once, for a change) is followed by
+    one between half and one and a half intervals later."""
+    k = math.ceil((after.timestamp() + interval / 2) / interval)
+    return datetime.fromtimestamp(k * interval, UTC)
+
+
 def next_run(spec: AnalysisSpec, last: AnalysisStatus) -> datetime | None:
-    """When the next run is due by the clock (None: never ran, due now)."""
+    """When the next run is due by the clock (None: never ran, due now): the next tick
+    after the last run."""
     if not last.last_run_at:
         return None
-    return parse_timestamp(last.last_run_at) + timedelta(seconds=parse_duration(spec.interval))
+    return next_tick(parse_timestamp(last.last_run_at), parse_duration(spec.interval))
+
+
+def evaluation_time(
+    spec: AnalysisSpec, last: AnalysisStatus, now: datetime
+) -> tuple[datetime, float | None]:
+    """The time a due run evaluates its queries at, and the interval when that is a
+    tick: the tick the run is due at when it runs on time (up to 50 ms early, up to
+    TICK_SLACK or half an interval late), so that every route of that interval asks
+    Prometheus about the same instant; else `now` (a first run, a run for a change, a
+    late run), and None."""
+    when = next_run(spec, last)
+    if when is None or now < when - EARLY:
+        return now, None
+    interval = parse_duration(spec.interval)
+    tick = datetime.fromtimestamp(math.floor((now + EARLY).timestamp() / interval) * interval, UTC)
+    if (now - tick).total_seconds() > min(TICK_SLACK, interval / 2):
+        return now, None
+    return tick, interval
 
 
 def due(spec: AnalysisSpec, last: AnalysisStatus, scope: Scope, now: datetime) -> bool:
@@ -158,7 +195,7 @@ def due(spec: AnalysisSpec, last: AnalysisStatus, scope: Scope, now: datetime) -
     if [m.name for m in last.metrics] != [m.name for m in spec.metrics]:
         return True
     when = next_run(spec, last)
-    return when is None or now >= when - timedelta(milliseconds=50)
+    return when is None or now >= when - EARLY
 
 
 def standing_signal(last: AnalysisStatus, scope: Scope) -> AnalysisSignal:

@@ -137,6 +137,19 @@ QUERY_ERRORS = Counter(
 )
 
 
+QUERIES = Counter(
+    "shadowroute_prometheus_queries_total",
+    "HTTP queries sent to Prometheus by the analysis (each attempt), by form: alone "
+    "(one route's query) or batched (one query for the routes of a tick sharing a preset).",
+    ["form"],
+)
+ASKS = Counter(
+    "shadowroute_prometheus_asks_total",
+    "Queries the analysis' checks asked (one per route and distinct query of a run), "
+    "answered by a query of their own or a share of a batched or identical one.",
+)
+
+
 def observe_query(duration: float, ok: bool, reason: str = "error") -> None:
     """Record one Prometheus query of the analysis: its duration, and when it failed
     (timeout, HTTP error, bad answer) the reason, a short CamelCase word."""
