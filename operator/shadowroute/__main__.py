@@ -72,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lease.add_argument("--lease-duration", type=float, default=15.0, help="seconds; default 15")
     lease.add_argument("--renew-deadline", type=float, default=10.0, help="seconds; default 10")
     lease.add_argument("--retry-period", type=float, default=2.0, help="seconds; default 2")
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(os.environ.get("SHADOWROUTE_RESYNC_SECONDS") or 300),
+        help="reconcile every route at least this often, a safety net (it reads nothing: "
+        "the watch index answers); default $SHADOWROUTE_RESYNC_SECONDS, else 300",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.leader_elect:
@@ -82,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error("--leader-elect needs --leader-election-namespace (or $POD_NAMESPACE)")
         if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
             parser.error("leader election needs retry period < renew deadline < lease duration")
+    if args.resync_seconds <= 0:
+        parser.error("--resync-seconds must be positive")
     if args.no_cluster_scope:
         if not args.namespace:
             parser.error(
@@ -141,6 +150,8 @@ async def _run(args: argparse.Namespace) -> int:
     elector = None
     try:
         memo = kopf.Memo()
+        memo["namespaces"] = list(args.namespace)  # handlers.NAMESPACES: what the index lists
+        memo["resync"] = args.resync_seconds  # handlers.RESYNC
         holding: asyncio.Task[None] | None = None
         if args.leader_elect:
             load_config()

@@ -8,15 +8,20 @@ every change and would fight GitOps tools. Our progress lives in `.status`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
+# kopf's own namespace matching, so that the index's LISTs keep what kopf watches.
+from kopf._cogs.structs.references import match_namespace
+
 from . import traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.client import Kube, load_config
+from .kube.feed import SHADOWROUTE, Feed
 from .names import MANAGED_BY, MANAGER, NAME_LABEL
-from .scheduler import Scheduler
+from .scheduler import RESYNC_SECONDS, Scheduler
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -24,6 +29,10 @@ log = logging.getLogger(__name__)
 DELIVERY_GRACE_SECONDS = 5.0
 SERVICES = "services"
 """The memo key of the operator's Services (services.py), set at startup."""
+NAMESPACES = "namespaces"
+"""The memo key of the namespaces (patterns) the operator watches, set by __main__."""
+RESYNC = "resync"
+"""The memo key of the resync period in seconds, set by __main__."""
 
 
 def scheduler(memo: kopf.Memo) -> Scheduler:
@@ -31,12 +40,30 @@ def scheduler(memo: kopf.Memo) -> Scheduler:
     return services.scheduler
 
 
+def feed(memo: kopf.Memo) -> Feed:
+    services: Services = memo[SERVICES]
+    return services.feed
+
+
+def _scope(patterns: list[str]) -> tuple[list[str], Callable[[str], bool] | None]:
+    """The exact namespaces to list in, or (for patterns, or none: all namespaces) a
+    cluster-wide LIST and which namespaces of it kopf watches (kopf's own matching)."""
+    if patterns and not any(c in p for p in patterns for c in "*?[!,"):
+        return patterns, None
+    if not patterns:
+        return [], None
+    return [], lambda ns: any(match_namespace(ns, p) for p in patterns)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Build the operator-wide services into the memo (kopf copies the memo into every
     resource's handlers once startup is done)."""
     load_config()
-    memo[SERVICES] = Services.build(Kube())
+    namespaces, watched = _scope(list(memo.get(NAMESPACES) or []))
+    services = Services.build(Kube(), namespaces, watched, memo.get(RESYNC) or RESYNC_SECONDS)
+    memo[SERVICES] = services
+    services.feed.start()  # one LIST per kind; reconciles wait for the kinds they read
     settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): at one
     # event per child change that drowns what matters.
@@ -65,6 +92,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def shadowroute_event(
     event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    feed(memo).observe(SHADOWROUTE, event.get("type"), event["object"])
     if event.get("type") == "DELETED":
         scheduler(memo).forget(namespace, name)
         return
@@ -74,7 +102,11 @@ async def shadowroute_event(
 # Children, routes included: a hand edit (a weight, a selector, replicas) is put back
 # at once, not at the next resync. A route kind whose CRD is not installed is only
 # logged by kopf, and picked up if the CRD appears later.
-async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def child_event(
+    event: dict[str, Any], labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
+    body = event["object"]
+    feed(memo).observe(body.get("kind") or "", event.get("type"), body)
     owner = labels.get(NAME_LABEL)
     if owner:
         scheduler(memo).trigger(namespace, owner)

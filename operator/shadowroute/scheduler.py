@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 RESYNC_SECONDS = 300.0  # a safety net; events and timers do the real work
+RESYNC_ENV = "SHADOWROUTE_RESYNC_SECONDS"
+"""Overrides RESYNC_SECONDS (`--resync-seconds`); tests shorten it to watch a resync."""
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -30,8 +32,10 @@ class Scheduler:
         self,
         reconcile: Callable[[str, str], Awaitable[Outcome]],
         metrics: RouteMetrics = route_metrics,
+        resync: float = RESYNC_SECONDS,
     ) -> None:
         self._reconcile = reconcile
+        self._resync = resync
         self._metrics = metrics
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
@@ -94,7 +98,7 @@ class Scheduler:
                     if outcome.status is not None and not stale:
                         # Gauges and outcome counters from what was decided: no read-back.
                         self._metrics.observe(*key, outcome.status)
-                    delay = RESYNC_SECONDS
+                    delay = self._resync
                     if outcome.requeue_after is not None:
                         delay = min(delay, outcome.requeue_after + 0.05)
                     self._schedule(key, delay)

@@ -30,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api.models import GROUP, PLURAL, VERSION
 from ..api_errors import names_an_object
 from ..names import FIELD_MANAGER
-from ..observability.metrics import API_WRITES
+from ..observability.metrics import API_READS, API_WRITES
 from ..traffic import ROUTE_RESOURCES
 from .dispatch import Dispatcher
 
@@ -88,6 +88,28 @@ class WriteCounter:
 
 
 writes = WriteCounter()
+
+
+class ReadCounter:
+    """API reads (GETs, LISTs) by kind, for tests, benchmarks and the operator's metrics:
+    at rest the operator reads nothing (its reconciles read the watch index, store.py)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_kind: collections.Counter[str] = collections.Counter()
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            self.by_kind[kind] += 1
+        API_READS.labels(kind).inc()
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.by_kind.values())
+
+
+reads = ReadCounter()
 
 
 def load_config() -> None:
@@ -167,6 +189,7 @@ class Kube:
     # ------------------------------------------------------------------ reads
 
     async def get_shadowroute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        reads.add("ShadowRoute")
         try:
             return await self._run(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
@@ -183,19 +206,51 @@ class Kube:
         API is not served (a CRD not installed) lists as empty."""
         selector = f"shadowroute.io/name={name},app.kubernetes.io/managed-by=shadowroute"
         lists = await asyncio.gather(
-            *(self._raw_list(collection_path(kind, namespace), selector) for kind in kinds)
+            *(self._raw_list(kind, collection_path(kind, namespace), selector) for kind in kinds)
         )
         return dict(zip(kinds, lists, strict=True))
 
     async def list_selected(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         """Objects of a kind found by a label selector (a Job's pods by job-name)."""
-        return await self._raw_list(collection_path(kind, namespace), selector)
+        return await self._raw_list(kind, collection_path(kind, namespace), selector)
+
+    async def list_kind(
+        self, kind: str, namespace: str | None, selector: str = "", page: int = 500
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Every object of a kind in one namespace (None: all), by pages of `page`, and
+        the resourceVersion the LIST was answered at. A kind whose API is not served (a
+        CRD not installed) lists as empty."""
+        path = collection_path(kind, namespace) if namespace else cluster_path(kind)
+        items: list[dict[str, Any]] = []
+        token, version = "", None
+        while True:
+            query = [("limit", str(page))]
+            query += [("labelSelector", selector)] if selector else []
+            query += [("continue", token)] if token else []
+            reads.add(kind)
+            try:
+                data = await self._run(self._call, "GET", path, query=query)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return [], None
+                raise
+            meta = data.get("metadata") or {}
+            version = version or meta.get("resourceVersion")
+            for item in data.get("items") or []:
+                # A LIST's items carry neither kind nor apiVersion.
+                item.setdefault("kind", kind)
+                items.append(item)
+            token = meta.get("continue") or ""
+            if not token:
+                return items, version
 
     async def read_secret(self, namespace: str, name: str) -> Any:
         """A Secret (the analysis's credentials); ApiException as the server answered."""
+        reads.add("Secret")
         return await self._run(self.core.read_namespaced_secret, name, namespace)
 
-    async def _raw_list(self, path: str, selector: str) -> list[dict[str, Any]]:
+    async def _raw_list(self, kind: str, path: str, selector: str) -> list[dict[str, Any]]:
+        reads.add(kind)
         try:
             data = await self._run(self._call, "GET", path, query=[("labelSelector", selector)])
         except ApiException as exc:
@@ -230,6 +285,7 @@ class Kube:
         """One object as it is now; None when it does not exist. A kind the API server
         does not serve (its CRD is missing) raises, as a 404 without an object name."""
         path = _PATHS[kind].format(ns=namespace, name=name)
+        reads.add(kind)
         try:
             return await self._run(self._call, "GET", path)
         except ApiException as exc:
@@ -258,10 +314,11 @@ class Kube:
 
     async def apply_status(
         self, namespace: str, name: str, status: dict[str, Any], uid: str | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
         """Apply the whole status: fields we no longer set are removed (we own them).
         With `uid`, only to that very object: a ShadowRoute deleted (or deleted and
-        created again) meanwhile raises Gone instead of getting another's status."""
+        created again) meanwhile raises Gone instead of getting another's status.
+        Returns the ShadowRoute as the API server stored it."""
         metadata: dict[str, Any] = {"name": name, "namespace": namespace}
         if uid:
             metadata["uid"] = uid
@@ -272,7 +329,7 @@ class Kube:
             "status": status,
         }
         try:
-            await self._run(
+            result = await self._run(
                 self._call,
                 "PATCH",
                 f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
@@ -285,6 +342,7 @@ class Kube:
                 raise Gone(f"ShadowRoute {namespace}/{name} is gone") from exc
             raise
         writes.add("ShadowRoute/status")
+        return result
 
     async def event(
         self,
@@ -370,6 +428,7 @@ class Gone(Exception):
 
 
 _PATHS = {
+    "ShadowRoute": f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}/{{name}}",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
     "Job": "/apis/batch/v1/namespaces/{ns}/jobs/{name}",  # job checks
@@ -386,3 +445,8 @@ def resource_path(obj: dict[str, Any]) -> str:
 
 def collection_path(kind: str, namespace: str) -> str:
     return _PATHS[kind].format(ns=namespace, name="").rstrip("/")
+
+
+def cluster_path(kind: str) -> str:
+    """The kind's collection across all namespaces."""
+    return _PATHS[kind].replace("/namespaces/{ns}", "").format(name="").rstrip("/")
