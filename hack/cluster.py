@@ -1255,6 +1255,23 @@ def stop_process(pid: int, grace: float = 10) -> None:
             time.sleep(0.05)
 
 
+def restart_apiserver(timeout: float = 90) -> None:
+    """Stop the kube-apiserver and start it again with the same flags. Every watch is
+    cut, and its new watch cache begins at etcd's current resourceVersion: a client
+    resuming a watch from an older one is answered 410 Gone and must list again (what
+    the tests of watch gaps need)."""
+    state = load_state()
+    if not state:
+        raise ClusterError("the local cluster is not up")
+    entry = next(p for p in state["processes"] if p["name"] == "kube-apiserver")
+    argv = [a.decode() for a in Path(f"/proc/{entry['pid']}/cmdline").read_bytes().split(b"\0")]
+    stop_process(entry["pid"])
+    s = start("kube-apiserver", [a for a in argv if a])
+    entry["pid"] = s.pid
+    save_state(state)
+    wait_until(lambda: https_ok(f"{state['server']}/readyz"), "kube-apiserver", s, timeout)
+
+
 def down(quiet: bool = False, keep_logs: bool = True) -> None:
     state = load_state() or {}
     procs = list(reversed(state.get("processes", [])))

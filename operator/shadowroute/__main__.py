@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lease.add_argument("--lease-duration", type=float, default=15.0, help="seconds; default 15")
     lease.add_argument("--renew-deadline", type=float, default=10.0, help="seconds; default 10")
     lease.add_argument("--retry-period", type=float, default=2.0, help="seconds; default 2")
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=None,
+        help="reconcile every route at least this often, a safety net (it reads nothing: "
+        "the watch index answers); at least 1; default $SHADOWROUTE_RESYNC_SECONDS, else 300",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     _check_environment(parser)
@@ -97,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 )
         if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
             parser.error("leader election needs retry period < renew deadline < lease duration")
+    if args.resync_seconds is not None and not args.resync_seconds >= 1:
+        parser.error(f"--resync-seconds must be at least 1, got {args.resync_seconds}")
     if args.no_cluster_scope:
         if not args.namespace:
             parser.error(
@@ -147,7 +156,7 @@ async def _run(args: argparse.Namespace) -> int:
     from .handlers import SERVICES, SHARDS
     from .kube.client import load_endpoint
     from .kube.lease import LeaderElector, LeaseConfig, client_api
-    from .kube.shards import ShardConfig, ShardLost, ShardSet
+    from .kube.shards import ShardConfig, ShardSet
     from .observability.metrics import LEADER, SHARD_HELD, SHARDS_CONFIGURED, health
 
     settings = kopf.OperatorSettings()
@@ -181,6 +190,8 @@ async def _run(args: argparse.Namespace) -> int:
     }
     memo = kopf.Memo()
     try:
+        memo["namespaces"] = list(args.namespace)  # handlers.NAMESPACES: what the index lists
+        memo["resync"] = args.resync_seconds  # handlers.RESYNC (None: the environment's)
         holding: asyncio.Task[None] | None = None
         if args.shards > 1:
             shards = ShardSet(
@@ -224,9 +235,11 @@ async def _run(args: argparse.Namespace) -> int:
         waiting = {operator} if holding is None else {operator, holding}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if shards is not None and holding is not None and holding.done():
-            if not holding.cancelled() and isinstance(holding.exception(), ShardLost):
-                # A lost shard's reconciles would not stop in time: stop everything now.
-                log.error("%s; exiting", holding.exception())
+            if not holding.cancelled():
+                # The shard rounds ended: a lost shard's reconciles would not stop in
+                # time (ShardLost), or the rounds failed. Nobody renews the shards
+                # still held: stop everything now, and restart as a candidate.
+                log.error("%s; exiting", holding.exception() or "the shard rounds ended")
                 operator.cancel()
                 await asyncio.wait({operator}, timeout=args.renew_deadline)
                 return EXIT_LOST_LEADERSHIP

@@ -13,10 +13,14 @@ from typing import Any
 
 import kopf
 
+# kopf's own namespace matching, so that the index's LISTs keep what kopf watches.
+from kopf._cogs.structs.references import match_namespace
+
 from . import traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.apiserver import Endpoint
 from .kube.client import Kube, load_endpoint
+from .kube.feed import SHADOWROUTE, Feed
 from .kube.shards import ShardSet
 from .names import MANAGED_BY, MANAGER, NAME_LABEL
 from .scheduler import Scheduler
@@ -48,6 +52,12 @@ def _connect(shards: ShardSet, scheduler: Scheduler) -> None:
     shards.listen(acquired, lost)
 
 
+NAMESPACES = "namespaces"
+"""The memo key of the namespaces (patterns) the operator watches, set by __main__."""
+RESYNC = "resync"
+"""The memo key of the resync period in seconds, set by __main__."""
+
+
 def scheduler(memo: kopf.Memo) -> Scheduler:
     services: Services = memo[SERVICES]
     return services.scheduler
@@ -75,15 +85,34 @@ def connection_info(endpoint: Endpoint) -> kopf.ConnectionInfo:
     )
 
 
+def feed(memo: kopf.Memo) -> Feed:
+    services: Services = memo[SERVICES]
+    return services.feed
+
+
+def _scope(patterns: list[str]) -> tuple[list[str], Callable[[str], bool] | None]:
+    """The exact namespaces to list in, or (for patterns, or none: all namespaces) a
+    cluster-wide LIST and which namespaces of it kopf watches (kopf's own matching)."""
+    if patterns and not any(c in p for p in patterns for c in "*?[!,"):
+        return patterns, None
+    if not patterns:
+        return [], None
+    return [], lambda ns: any(match_namespace(ns, p) for p in patterns)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Build the operator-wide services into the memo (kopf copies the memo into every
     resource's handlers once startup is done)."""
     shards: ShardSet | None = memo.get(SHARDS)
-    services = Services.build(Kube(), owns=shards.owns if shards else None)
+    namespaces, watched = _scope(list(memo.get(NAMESPACES) or []))
+    services = Services.build(
+        Kube(), namespaces, watched, memo.get(RESYNC), owns=shards.owns if shards else None
+    )
     memo[SERVICES] = services
     if shards is not None:
         _connect(shards, services.scheduler)
+    services.feed.start()  # one LIST per kind; reconciles wait for the kinds they read
     settings.posting.enabled = False  # our Events are written by kube/, not kopf's logger
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): at one
     # event per child change that drowns what matters.
@@ -113,16 +142,22 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def shadowroute_event(
     event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    feed(memo).observe(SHADOWROUTE, event.get("type"), event["object"])
     if event.get("type") == "DELETED":
         scheduler(memo).forget(namespace, name)
         return
+    scheduler(memo).seen(namespace, name)
     scheduler(memo).trigger(namespace, name)
 
 
 # Children, routes included: a hand edit (a weight, a selector, replicas) is put back
 # at once, not at the next resync. A route kind whose CRD is not installed is only
 # logged by kopf, and picked up if the CRD appears later.
-async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def child_event(
+    event: dict[str, Any], labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
+    body = event["object"]
+    feed(memo).observe(body.get("kind") or "", event.get("type"), body)
     owner = labels.get(NAME_LABEL)
     if owner:
         scheduler(memo).trigger(namespace, owner)

@@ -32,6 +32,7 @@ from .api.models import (
 from .api_errors import ApiError, api_reason
 from .checks.runner import CheckRunner
 from .kube.client import Gone, Kube
+from .kube.feed import Feed
 from .names import Owner
 from .notify import Notifier, desired_images, notification_spec, transitions
 from .reasons import WRITE_FAILURES, Reason
@@ -71,17 +72,20 @@ async def reconcile(
     secrets: Secrets | None = None,
     wake: Callable[[], None] | None = None,
     checks: CheckRunner | None = None,
+    feed: Feed | None = None,
 ) -> Outcome:
     """`notifier`, `prometheus`, `secrets` and `checks` are the operator's (services.py);
     without them (tools, tests) this reconcile makes its own. `wake` asks for another
-    reconcile of this route (a webhook delivery settled, an http check answered)."""
-    body = await kube.get_shadowroute(namespace, name)
+    reconcile of this route (a webhook delivery settled, an http check answered).
+    With the operator's `feed`, the ShadowRoute and its children are read from the
+    watch index (kube/store.py), not the API server, and our writes go into it."""
+    body = await (feed or kube).get_shadowroute(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Outcome(None, 0)
     secrets = secrets or Secrets()
     run = _Writes(
         kube, body, notifier or Notifier(), wake, prometheus or Client(), secrets,
-        checks or CheckRunner(secrets=secrets),
+        checks or CheckRunner(secrets=secrets), feed,
     )  # fmt: skip
     try:
         return await _reconcile(run, now or dt.datetime.now(dt.UTC))
@@ -100,7 +104,25 @@ class _Writes:
     prometheus: Client
     secrets: Secrets
     checks: CheckRunner
+    feed: Feed | None = None
     count: int = 0
+
+    async def list_children(self, kinds: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+        """This ShadowRoute's labelled children: from the watch index, else listed."""
+        return await (self.feed or self.kube).list_children(self.namespace, self.name, kinds)
+
+    async def apply(self, obj: dict[str, Any], force: bool = True) -> None:
+        """Apply one child; the answer goes into the watch index (write-through)."""
+        stored = await self.kube.apply(obj, force)
+        if self.feed is not None:
+            self.feed.remember(stored)
+        self.count += 1
+
+    async def delete(self, obj: dict[str, Any]) -> None:
+        await self.kube.delete(obj)
+        if self.feed is not None:
+            self.feed.deleted(obj)
+        self.count += 1
 
     @property
     def namespace(self) -> str:
@@ -114,7 +136,11 @@ class _Writes:
         """Write the status when it changed; only to the object that was read."""
         if status_dict(new) != status_dict(old):
             uid = self.body["metadata"].get("uid")
-            await self.kube.apply_status(self.namespace, self.name, status_dict(new), uid=uid)
+            stored = await self.kube.apply_status(
+                self.namespace, self.name, status_dict(new), uid=uid
+            )
+            if self.feed is not None:
+                self.feed.remember(stored)
             self.count += 1
 
     async def deliver(
@@ -158,7 +184,7 @@ async def _reconcile(w: _Writes, now: dt.datetime) -> Outcome:
         return await _refuse(w, status, exc, now)
 
     route_kinds = traffic.ROUTE_KINDS[spec.traffic.provider]
-    children = await kube.list_children(namespace, name, ("Deployment", "Service", *route_kinds))
+    children = await w.list_children(("Deployment", "Service", *route_kinds))
     # Only what this ShadowRoute controls is ours; a look-alike (our labels, another
     # owner) is someone else's object in the way, found below.
     live = {
@@ -257,7 +283,7 @@ async def _apply(
     of the first failure (nothing after it is written) and whether it needs a person
     (a refusal, a conflict; not an API server that failed or was busy), or None. A
     namespace being deleted raises Gone, as a ShadowRoute deleted mid-reconcile does."""
-    kube, namespace, name = w.kube, w.namespace, w.name
+    kube, namespace = w.kube, w.namespace
     current: dict[str, Any] = {"kind": ""}  # the object being written, for the report
     try:
         for current in desired_objs:
@@ -282,8 +308,7 @@ async def _apply(
             write = diff.planned_write(current, seen)
             if write is not None:
                 # Not yet ours: created without force (the check above found no object).
-                await kube.apply(*write)
-                w.count += 1
+                await w.apply(*write)
         # Routes no longer rendered (another provider, or your own route instead of
         # ours) go, after the new ones are in place. Other providers' kinds are listed
         # only when that can have happened: a new spec, or a failure last time. Kinds
@@ -292,13 +317,12 @@ async def _apply(
         if obs.generation != status.observed_generation or _degraded(status):
             for kind in (k for k in traffic.ALL_ROUTE_KINDS if k not in found):
                 try:
-                    found.update(await kube.list_children(namespace, name, (kind,)))
+                    found.update(await w.list_children((kind,)))
                 except ApiError as exc:
                     if exc.status != 403:
                         raise
         for current in traffic.stale_routes(owner, desired_objs, found):
-            await kube.delete(current)
-            w.count += 1
+            await w.delete(current)
         # The comparison's children once the spec stops comparing, and the shadow's
         # once no shadow can be of use (both created by us earlier).
         stale = [
@@ -306,8 +330,7 @@ async def _apply(
             *stale_shadow_children(owner, spec, desired_objs, live),
         ]
         for current in stale:
-            await kube.delete(current)
-            w.count += 1
+            await w.delete(current)
     except traffic.RouteError as exc:
         return exc.reason, exc.message, True
     except ApiError as exc:

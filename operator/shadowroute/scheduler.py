@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 RESYNC_SECONDS = 300.0  # a safety net; events and timers do the real work
 RESYNC_ENV = "SHADOWROUTE_RESYNC_SECONDS"
-"""Overrides RESYNC_SECONDS (benchmarks shorten it to see a resync in their window)."""
+"""Overrides RESYNC_SECONDS (`--resync-seconds`); tests shorten it to watch a resync."""
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -67,9 +67,14 @@ class Scheduler:
         self._gone: set[Key] = set()  # deleted while a reconcile of it was in flight
         self._first_seen: dict[Key, float] = {}  # its API calls' priority: oldest first
 
+    def seen(self, namespace: str, name: str) -> None:
+        """A watch event of the ShadowRoute itself: a route that exists, kept to be
+        woken when its shard comes to this replica (children's events, which go on
+        after the route's DELETED, never add one: `forget` is final)."""
+        self._known.add((namespace, name))
+
     def trigger(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        self._known.add(key)
         if self._stopped or not self._owns(namespace, name):
             return
         self._first_seen.setdefault(key, time.monotonic())

@@ -212,3 +212,24 @@ async def test_no_renewal_is_made_after_the_release() -> None:
 def test_config_needs_ordered_durations() -> None:
     with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
         LeaseConfig(NS, NAME, "a", lease_duration=10, renew_deadline=10, retry_period=2)
+
+
+def test_no_answer_from_the_api_server_is_a_failed_attempt_not_a_crash() -> None:
+    """Review of issue 15: the project's client raises Unreachable (a refused or reset
+    connection), which escaped the elector and ended the process (a leader exited, a
+    stand-by crashed, a shard round stopped for good); one more failed attempt is what
+    it is, and the deadlines decide."""
+    import socket
+
+    from shadowroute.kube.apiserver import Endpoint
+    from shadowroute.kube.lease import client_api
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = client_api(Endpoint(server=f"http://127.0.0.1:{port}"))
+    with pytest.raises(ApiError) as caught:
+        api("GET", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/x")
+    assert caught.value.status == 0 and "no answer" in caught.value.reason
+    cfg = LeaseConfig(NS, NAME, "a", lease_duration=15, renew_deadline=10, retry_period=2)
+    assert LeaderElector(cfg, api).try_acquire_or_renew() is False

@@ -29,6 +29,9 @@ class FakeKube:
     async def close(self) -> None:
         self.calls.append("kube closed")
 
+    async def list_kind(self, kind: str, namespace: str | None, selector: str = ""):
+        return [], "1"
+
 
 async def started(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> kopf.Memo:
     monkeypatch.setattr(handlers, "Kube", lambda: FakeKube(calls))
@@ -63,16 +66,27 @@ async def test_the_event_handlers_use_the_scheduler_in_the_memo() -> None:
         def forget(self, namespace: str, name: str) -> None:
             seen.append(("forget", namespace, name))
 
+    class Index:
+        def observe(self, kind: str, type_: str | None, body: dict) -> None:
+            seen.append(("index", kind, type_))
+
     memo = kopf.Memo()
-    memo[handlers.SERVICES] = type("S", (), {"scheduler": Recording()})()
-    await handlers.shadowroute_event(event={"type": "MODIFIED"}, name="web", namespace="shop",
-                                     memo=memo)  # fmt: skip
-    await handlers.child_event(labels={"shadowroute.io/name": "web"}, namespace="shop", memo=memo)
-    await handlers.shadowroute_event(event={"type": "DELETED"}, name="web", namespace="shop",
-                                     memo=memo)  # fmt: skip
+    memo[handlers.SERVICES] = type("S", (), {"scheduler": Recording(), "feed": Index()})()
+    route = {"kind": "ShadowRoute", "metadata": {"name": "web", "namespace": "shop"}}
+    child = {"kind": "Service", "metadata": {"name": "web", "namespace": "shop"}}
+    await handlers.shadowroute_event(event={"type": "MODIFIED", "object": route}, name="web",
+                                     namespace="shop", memo=memo)  # fmt: skip
+    await handlers.child_event(event={"type": None, "object": child},
+                               labels={"shadowroute.io/name": "web"}, namespace="shop",
+                               memo=memo)  # fmt: skip
+    await handlers.shadowroute_event(event={"type": "DELETED", "object": route}, name="web",
+                                     namespace="shop", memo=memo)  # fmt: skip
     assert seen == [
+        ("index", "ShadowRoute", "MODIFIED"),
         ("trigger", "shop", "web"),
+        ("index", "Service", None),
         ("trigger", "shop", "web"),
+        ("index", "ShadowRoute", "DELETED"),
         ("forget", "shop", "web"),
     ]
 
@@ -116,6 +130,7 @@ async def test_cleanup_stops_hands_over_then_gives_deliveries_a_bounded_moment(
     monkeypatch.setattr(handlers, "DELIVERY_GRACE_SECONDS", 0.2)
     await asyncio.wait_for(handlers.cleanup(memo=memo), 5)
     assert calls == ["reconciles stopped", "lease handed over", "kube closed", "session closed"]
+    assert services.feed.synced("ShadowRoute"), "the index listed every kind at start"
     assert finished == ["quick"], "a delivery under way had its moment"
     for task in list(services.notifier._tasks):
         task.cancel()

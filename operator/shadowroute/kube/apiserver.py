@@ -59,7 +59,7 @@ class Endpoint:
     context: ssl.SSLContext | None = None
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     tls_server_name: str | None = None
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # it may carry a password
     token_file: str | None = None
     """A token that is read again every TOKEN_REREAD_SECONDS (a service account's)."""
     reload: Callable[[], Endpoint] | None = field(default=None, repr=False)
@@ -222,6 +222,7 @@ def _in_cluster(env: dict[str, str]) -> Endpoint:
         ns_file = SERVICE_ACCOUNT / "namespace"
         namespace = ns_file.read_text().strip() if ns_file.exists() else "default"
         context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT / "ca.crt"))
+        ca_pem = (SERVICE_ACCOUNT / "ca.crt").read_text()
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"no cluster to talk to: in a pod, but {_one_line(exc)}") from None
     host = f"[{host}]" if ":" in host else host
@@ -232,7 +233,7 @@ def _in_cluster(env: dict[str, str]) -> Endpoint:
         headers={"Authorization": f"Bearer {token}"},
         token_file=str(SERVICE_ACCOUNT / "token"),
         reload=lambda: _in_cluster(env),
-        ca_pem=(SERVICE_ACCOUNT / "ca.crt").read_text(),
+        ca_pem=ca_pem,
         _token_read_at=time.monotonic(),
     )
 
@@ -408,7 +409,8 @@ class ApiServer:
         if e.proxy:
             proxy = urlsplit(e.proxy)
             if proxy.scheme != "http":
-                raise Unreachable(f"proxy-url {e.proxy}: only http:// proxies are supported")
+                where = f"{proxy.scheme}://{proxy.hostname or ''}"  # never its user:password
+                raise Unreachable(f"proxy-url {where}: only http:// proxies are supported")
             conn_host, conn_port = proxy.hostname or "", proxy.port or 80
         else:
             conn_host, conn_port = host, port

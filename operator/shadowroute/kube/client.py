@@ -25,7 +25,7 @@ from ..api.models import GROUP, PLURAL, VERSION
 from ..api_errors import ApiError, names_an_object
 from ..kube import apiserver
 from ..names import FIELD_MANAGER
-from ..observability.metrics import API_WRITES
+from ..observability.metrics import API_READS, API_WRITES
 from ..traffic import ROUTE_RESOURCES
 from .apiserver import Endpoint, Unreachable
 from .dispatch import Dispatcher
@@ -88,6 +88,28 @@ class WriteCounter:
 writes = WriteCounter()
 
 
+class ReadCounter:
+    """API reads (GETs, LISTs) by kind, for tests, benchmarks and the operator's metrics:
+    at rest the operator reads nothing (its reconciles read the watch index, store.py)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_kind: collections.Counter[str] = collections.Counter()
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            self.by_kind[kind] += 1
+        API_READS.labels(kind).inc()
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.by_kind.values())
+
+
+reads = ReadCounter()
+
+
 def load_endpoint() -> Endpoint:
     """The API server and credentials: $KUBECONFIG (or ~/.kube/config), else the pod's
     service account."""
@@ -138,6 +160,7 @@ class Kube:
     # ------------------------------------------------------------------ reads
 
     async def get_shadowroute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        reads.add("ShadowRoute")
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
         try:
             return await self._run(self.call, "GET", path)
@@ -153,19 +176,51 @@ class Kube:
         API is not served (a CRD not installed) lists as empty."""
         selector = f"shadowroute.io/name={name},app.kubernetes.io/managed-by=shadowroute"
         lists = await asyncio.gather(
-            *(self._raw_list(collection_path(kind, namespace), selector) for kind in kinds)
+            *(self._raw_list(kind, collection_path(kind, namespace), selector) for kind in kinds)
         )
         return dict(zip(kinds, lists, strict=True))
 
     async def list_selected(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         """Objects of a kind found by a label selector (a Job's pods by job-name)."""
-        return await self._raw_list(collection_path(kind, namespace), selector)
+        return await self._raw_list(kind, collection_path(kind, namespace), selector)
+
+    async def list_kind(
+        self, kind: str, namespace: str | None, selector: str = "", page: int = 500
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Every object of a kind in one namespace (None: all), by pages of `page`, and
+        the resourceVersion the LIST was answered at. A kind whose API is not served (a
+        CRD not installed) lists as empty."""
+        path = collection_path(kind, namespace) if namespace else cluster_path(kind)
+        items: list[dict[str, Any]] = []
+        token, version = "", None
+        while True:
+            query = [("limit", str(page))]
+            query += [("labelSelector", selector)] if selector else []
+            query += [("continue", token)] if token else []
+            reads.add(kind)
+            try:
+                data = await self._run(self.call, "GET", path, query=query)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return [], None
+                raise
+            meta = data.get("metadata") or {}
+            version = version or meta.get("resourceVersion")
+            for item in data.get("items") or []:
+                # A LIST's items carry neither kind nor apiVersion.
+                item.setdefault("kind", kind)
+                items.append(item)
+            token = meta.get("continue") or ""
+            if not token:
+                return items, version
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
         """A Secret (the analysis's credentials); ApiError as the server answered."""
+        reads.add("Secret")
         return await self._run(self.call, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
-    async def _raw_list(self, path: str, selector: str) -> list[dict[str, Any]]:
+    async def _raw_list(self, kind: str, path: str, selector: str) -> list[dict[str, Any]]:
+        reads.add(kind)
         try:
             data = await self._run(self.call, "GET", path, query=[("labelSelector", selector)])
         except ApiError as exc:
@@ -197,6 +252,7 @@ class Kube:
         """One object as it is now; None when it does not exist. A kind the API server
         does not serve (its CRD is missing) raises, as a 404 without an object name."""
         path = _PATHS[kind].format(ns=namespace, name=name)
+        reads.add(kind)
         try:
             return await self._run(self.call, "GET", path)
         except ApiError as exc:
@@ -225,10 +281,11 @@ class Kube:
 
     async def apply_status(
         self, namespace: str, name: str, status: dict[str, Any], uid: str | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
         """Apply the whole status: fields we no longer set are removed (we own them).
         With `uid`, only to that very object: a ShadowRoute deleted (or deleted and
-        created again) meanwhile raises Gone instead of getting another's status."""
+        created again) meanwhile raises Gone instead of getting another's status.
+        Returns the ShadowRoute as the API server stored it."""
         metadata: dict[str, Any] = {"name": name, "namespace": namespace}
         if uid:
             metadata["uid"] = uid
@@ -239,7 +296,7 @@ class Kube:
             "status": status,
         }
         try:
-            await self._run(
+            result = await self._run(
                 self.call,
                 "PATCH",
                 f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
@@ -252,6 +309,7 @@ class Kube:
                 raise Gone(f"ShadowRoute {namespace}/{name} is gone") from exc
             raise
         writes.add("ShadowRoute/status")
+        return result
 
     async def event(
         self,
@@ -337,6 +395,7 @@ class Gone(Exception):
 
 
 _PATHS = {
+    "ShadowRoute": f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}/{{name}}",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
     "Job": "/apis/batch/v1/namespaces/{ns}/jobs/{name}",  # job checks
@@ -353,3 +412,8 @@ def resource_path(obj: dict[str, Any]) -> str:
 
 def collection_path(kind: str, namespace: str) -> str:
     return _PATHS[kind].format(ns=namespace, name="").rstrip("/")
+
+
+def cluster_path(kind: str) -> str:
+    """The kind's collection across all namespaces."""
+    return _PATHS[kind].replace("/namespaces/{ns}", "").format(name="").rstrip("/")

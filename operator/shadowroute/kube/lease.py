@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..api_errors import ApiError, api_reason
-from .apiserver import ApiServer, Endpoint
+from .apiserver import ApiServer, Endpoint, Unreachable
 
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
@@ -291,7 +291,12 @@ def client_api(endpoint: Endpoint) -> LeaseApi:
 
     def call(method: str, path: str, body: Any = None) -> Any:
         with lock:  # one connection; the elector's calls come from worker threads
-            return api.request(method, path, body=body)
+            try:
+                return api.request(method, path, body=body)
+            except Unreachable as exc:
+                # No answer is one more failed attempt (status 0: no HTTP status): the
+                # deadlines decide what it means, the same as for a 5xx; never a crash.
+                raise ApiError(0, f"no answer: {exc}") from None
 
     return call
 

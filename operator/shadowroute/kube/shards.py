@@ -279,7 +279,8 @@ class ShardSet:
                 await self._settle(found)
             await self._drop_lapsed()
             if pending is None:
-                await asyncio.sleep(c.retry_period * random.uniform(1.0, 1.2))
+                # Never past a held shard's renew deadline: a lapse is acted on at once.
+                await asyncio.sleep(min(c.retry_period * random.uniform(1.0, 1.2), self._budget()))
 
     async def round_once(self) -> Round:
         """One whole round, waited for: the I/O, then the shards it moved (tests and tools)."""
@@ -326,7 +327,12 @@ class ShardSet:
         self._on_change(shard, False)
         log.warning("dropping shard %d: %s", shard, why)
         c = self.config
-        margin = c.lease_duration - c.renew_deadline
+        # Counted from the last renewal: until then + lease_duration nobody may take it.
+        renewed = self._electors[shard].renewed_at()
+        if math.isfinite(renewed):
+            margin = max(0.0, renewed + c.lease_duration - self._clock())
+        else:  # never renewed by us: nobody waits on our record
+            margin = c.lease_duration - c.renew_deadline
         try:
             await asyncio.wait_for(self._on_lose(shard), margin)
         except TimeoutError:

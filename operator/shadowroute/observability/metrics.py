@@ -46,6 +46,23 @@ API_WRITES = Counter(
     "Writes to the API server, by kind (server-side applies, status applies, events).",
     ["kind"],
 )
+API_READS = Counter(
+    "shadowroute_api_reads_total",
+    "Reads from the API server, by kind (GETs and LISTs; a LIST page counts once).",
+    ["kind"],
+)
+STORE_RELISTS = Counter(
+    "shadowroute_store_relists_total",
+    "LISTs made to rebuild the watch index of a kind: at start, and after kopf re-listed "
+    "it (a watch gap, a 410 Gone).",
+    ["kind"],
+)
+STORE_PURGED = Counter(
+    "shadowroute_store_purged_total",
+    "Objects dropped from the watch index because a LIST after a watch gap lacked them "
+    "(deleted while the watch was down).",
+    ["kind"],
+)
 RECONCILE_SECONDS = Histogram(
     "shadowroute_reconcile_duration_seconds",
     "Time of one reconcile of one ShadowRoute.",
