@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
@@ -133,11 +134,18 @@ def _check_environment(parser: argparse.ArgumentParser) -> None:
 
 
 async def _heartbeat() -> None:
-    """Tell /healthz the event loop still runs: a blocked loop reconciles nothing."""
+    """Tell /healthz the event loop still runs: a blocked loop reconciles nothing.
+    Now and then, give the heap's free pages back (observability/memory.trim), in a
+    thread: it takes glibc's locks, never the loop."""
+    from .observability import memory
     from .observability.metrics import health
 
+    last_trim = time.monotonic()
     while True:
         health.beat()
+        if time.monotonic() - last_trim >= memory.TRIM_EVERY_SECONDS:
+            last_trim = time.monotonic()
+            await asyncio.to_thread(memory.trim)
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
@@ -309,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Before kopf, aiohttp and the models are imported: their allocations
     # are what /debug/memory is for (observability/memory.py; off unless asked).
-    from .observability.memory import start_from_env
+    from .observability.memory import limit_arenas, start_from_env
 
     tracing = start_from_env(os.environ)
+    limit_arenas()  # before any thread starts
     configure(args.log_format, args.verbose)
     keep_out_the_kubernetes_client()
 

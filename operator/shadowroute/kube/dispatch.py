@@ -56,20 +56,24 @@ class Dispatcher:
         assert self._queue is not None and self._loop is not None
         queue, loop = self._queue, self._loop
         while True:
-            _, _, call, future = await queue.get()
-            if future.done():  # its caller was cancelled while it waited
-                continue
-            try:
-                result = await loop.run_in_executor(self._pool, call)
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(result)
-            finally:
-                if not future.done():  # this worker itself was cancelled (close)
-                    future.cancel()
+            await self._serve(loop, *(await queue.get())[2:])
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, call: Any, future: Any) -> None:
+        """One call. Its own frame: a worker waiting for the next call must not keep the
+        last answer alive (a LIST of every Deployment, held by each of the workers)."""
+        if future.done():  # its caller was cancelled while it waited
+            return
+        try:
+            result = await loop.run_in_executor(self._pool, call)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+        finally:
+            if not future.done():  # this worker itself was cancelled (close)
+                future.cancel()
 
     async def close(self) -> None:
         """Stop the workers; calls still waiting are cancelled. Not usable after."""
