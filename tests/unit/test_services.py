@@ -60,6 +60,9 @@ async def test_the_event_handlers_use_the_scheduler_in_the_memo() -> None:
     seen: list[tuple[str, str, str]] = []
 
     class Recording:
+        def seen(self, namespace: str, name: str) -> None:
+            seen.append(("seen", namespace, name))
+
         def trigger(self, namespace: str, name: str) -> None:
             seen.append(("trigger", namespace, name))
 
@@ -83,6 +86,7 @@ async def test_the_event_handlers_use_the_scheduler_in_the_memo() -> None:
                                      namespace="shop", memo=memo)  # fmt: skip
     assert seen == [
         ("index", "ShadowRoute", "MODIFIED"),
+        ("seen", "shop", "web"),
         ("trigger", "shop", "web"),
         ("index", "Service", None),
         ("trigger", "shop", "web"),
