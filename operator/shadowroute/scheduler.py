@@ -119,7 +119,13 @@ class Scheduler:
                     n = self._errors.get(key, 0)
                     self._errors[key] = n + 1
                     delay = ERROR_BACKOFF[min(n, len(ERROR_BACKOFF) - 1)] * random.uniform(0.8, 1.2)
-                    log.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
+                    if isinstance(exc, ConnectionError):  # no answer: one line, no traceback
+                        log.warning(
+                            "reconcile of %s/%s got no answer from the API server (%s); "
+                            "retrying in %.1fs", *key, exc, delay,
+                        )  # fmt: skip
+                    else:
+                        log.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
                     self._schedule(key, delay)
                 else:
                     self._errors.pop(key, None)

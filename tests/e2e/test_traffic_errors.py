@@ -149,7 +149,6 @@ def test_a_missing_route_kind_is_degraded_with_the_servers_answer(
         "/apis/gateway.networking.k8s.io/v9alpha9/namespaces/{ns}/httproutes/{name}",
     )
     monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    kube_client.load_config()
 
     async def twice() -> tuple[int, int]:
         kube = kube_client.Kube()

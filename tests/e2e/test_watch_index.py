@@ -1,12 +1,12 @@
 """Nothing read at rest (issue 15, item 1), against the real API server: a reconcile
 reads its ShadowRoute and children from the watch index (kube/store.py), so an
-operator at rest makes no GET or LIST over whole resyncs, by its own read counter and by
-the API server's `apiserver_request_total`; a restarted operator lists each kind once
-(and once more after kopf's own listing) and re-decides with nothing written; and a
-child deleted while the operator's watches were down (the API server restarted: kopf
-resumes from a resourceVersion the new watch cache no longer has, gets 410 Gone and
-re-lists, never seeing the deletion) is found missing by the index's LIST after the
-re-list, and put back."""
+operator at rest makes no GET or LIST over whole resyncs, by its own read counter
+(the API server's count is bench/scale.py's, on a cluster of its own); a restarted
+operator lists each kind once (and once more after kopf's own listing) and re-decides
+with nothing written; and a child deleted while the operator's watches were down (the
+API server restarted: kopf resumes from a resourceVersion the new watch cache no
+longer has, gets 410 Gone and re-lists, never seeing the deletion) is found missing by
+the index's LIST after the re-list, and put back."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from .test_rollout import route, stable
 pytestmark = pytest.mark.e2e
 ROUTES = ("web", "api", "shop")
 RESYNC = "3"
-CHILD_RESOURCES = ("shadowroutes", "deployments", "services", "httproutes")
 
 
 @pytest.fixture
@@ -75,21 +74,6 @@ def operator_reads(op: OperatorProcess) -> dict[str, float]:
     return out
 
 
-def apiserver_reads(kubectl: KubectlFn) -> float:
-    """GETs and LISTs of ShadowRoutes and the children's kinds the API server served
-    (to anyone: nothing else reads ShadowRoutes, and the other components watch)."""
-    total = 0.0
-    for line in kubectl("get", "--raw", "/metrics").stdout.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = line.split("{", 1)[1].rsplit("}", 1)[0]
-        if ('verb="GET"' in labels or 'verb="LIST"' in labels) and any(
-            f'resource="{r}"' in labels for r in CHILD_RESOURCES
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_at_rest_nothing_is_read_and_a_restart_re_decides_with_nothing_written(
     cluster: Cluster,
     kubectl: KubectlFn,
@@ -101,13 +85,13 @@ def test_at_rest_nothing_is_read_and_a_restart_re_decides_with_nothing_written(
     op = run_operator(cluster, tmp_path, operators, "--namespace", ns)
     apply_routes(kubectl, ns, ROUTES)
     at_rest(op, len(ROUTES))
-    reads, served, writes, done = (
-        operator_reads(op), apiserver_reads(kubectl), op.writes(), op.reconciles()
-    )  # fmt: skip
+    reads, writes, done = operator_reads(op), op.writes(), op.reconciles()
     # Two whole rounds of resyncs: each route reconciled twice more, from memory.
     wait_for(lambda: op.reconciles() >= done + 2 * len(ROUTES), 60, what="two resyncs")
     assert operator_reads(op) == reads, "the operator read at rest"
-    assert apiserver_reads(kubectl) == served, "the API server served reads at rest"
+    # Not the API server's apiserver_request_total: it counts everyone's reads, and the
+    # session's traffic simulator reads every route of the cluster. bench/scale.py
+    # measures it on a cluster of its own (docs/benchmarks.md#scale).
     assert op.writes() == writes
 
     # A restart: every kind listed once at start (and once after kopf's own listing,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 from shadowroute.kube.dispatch import Dispatcher, priority
@@ -147,3 +148,24 @@ def test_the_heap_can_be_trimmed_and_its_arenas_limited() -> None:
     assert memory.trim() in (True, False)
     if memory._glibc() is not None:  # glibc (this machine): mallopt takes the limit
         assert memory.limit_arenas()
+
+
+async def test_no_answer_from_the_api_server_is_one_line_never_a_traceback(caplog) -> None:
+    """CI saw a TLS EOF on a kept-alive connection logged with its whole traceback at
+    every retry: an API server that does not answer is one warning line."""
+    from shadowroute.kube.apiserver import Unreachable
+    from shadowroute.scheduler import Scheduler
+
+    tried = asyncio.Event()
+
+    async def reconcile(namespace: str, name: str) -> Any:
+        tried.set()
+        raise Unreachable("EOF occurred in violation of protocol")
+
+    sched = Scheduler(reconcile, resync=300)
+    sched.trigger("ns", "a")
+    await asyncio.wait_for(tried.wait(), 5)
+    await asyncio.sleep(0.05)
+    await sched.stop()
+    (record,) = [r for r in caplog.records if "ns/a" in r.getMessage()]
+    assert record.exc_info is None and "no answer from the API server" in record.getMessage()

@@ -486,7 +486,13 @@ class ApiServer:
                 text = response.read()
                 self._used = True
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+                ssl.SSLEOFError,  # TLS: the server closed a kept-alive connection
+                ssl.SSLZeroReturnError,
+            ):
                 self.close()
                 if attempt == 2 or not reused:  # a kept-alive connection the server closed
                     raise Unreachable("the connection was closed") from None
