@@ -54,60 +54,60 @@ def _crash_point(spec: str | None) -> tuple[str, int] | None:
     return (kind, int(count)) if kind and count.isdigit() and int(count) > 0 else None
 
 
-class WriteCounter:
-    """API writes by kind, for tests, benchmarks and the operator's metrics."""
+class KindCounter:
+    """API calls by kind, for tests, benchmarks and the operator's metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: Any) -> None:
         self._lock = threading.Lock()
+        self._metric = metric
         self.by_kind: collections.Counter[str] = collections.Counter()
-        self._crash = _crash_point(os.environ.get(CRASH_AFTER_ENV))
 
     def add(self, kind: str) -> None:
         with self._lock:
             self.by_kind[kind] += 1
-            crash = self._crash is not None and self._crash_due(kind)
-        API_WRITES.labels(kind).inc()
-        if crash:
-            log.warning("%s=%s: killing the operator after this write", CRASH_AFTER_ENV, kind)
-            os.kill(os.getpid(), signal.SIGKILL)
+            due = self._due(kind)
+        self._metric.labels(kind).inc()
+        if due:
+            self._fire(kind)
 
-    def _crash_due(self, kind: str) -> bool:
-        """The fault injection's write has just been made (called under the lock)."""
-        assert self._crash is not None
+    def _due(self, kind: str) -> bool:
+        """Called under the lock, right after a count: whether to act on it."""
+        return False
+
+    def _fire(self, kind: str) -> None:
+        pass
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.by_kind.values())
+
+
+class WriteCounter(KindCounter):
+    """API writes by kind, and the crash points' fault injection."""
+
+    def __init__(self) -> None:
+        super().__init__(API_WRITES)
+        self._crash = _crash_point(os.environ.get(CRASH_AFTER_ENV))
+
+    def _due(self, kind: str) -> bool:
+        """The fault injection's write has just been made."""
+        if self._crash is None:
+            return False
         which, after = self._crash
         if which == "any":
             return sum(self.by_kind.values()) >= after
         return which == kind and self.by_kind[kind] == after
 
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self.by_kind.values())
+    def _fire(self, kind: str) -> None:
+        log.warning("%s=%s: killing the operator after this write", CRASH_AFTER_ENV, kind)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 writes = WriteCounter()
-
-
-class ReadCounter:
-    """API reads (GETs, LISTs) by kind, for tests, benchmarks and the operator's metrics:
-    at rest the operator reads nothing (its reconciles read the watch index, store.py)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_kind: collections.Counter[str] = collections.Counter()
-
-    def add(self, kind: str) -> None:
-        with self._lock:
-            self.by_kind[kind] += 1
-        API_READS.labels(kind).inc()
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self.by_kind.values())
-
-
-reads = ReadCounter()
+reads = KindCounter(API_READS)
+"""API reads (GETs, LISTs) by kind: at rest the operator reads nothing (its
+reconciles read the watch index, store.py)."""
 
 
 def load_endpoint() -> Endpoint:
