@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from shadowroute.analysis.judge import Sample
 from shadowroute.analysis.presets import family_of, preset_queries
 from shadowroute.analysis.templates import Context, render
+from shadowroute.analysis.union import UNION, key_of
 from shadowroute.api.models import MetricConvention, MetricPreset
 
 from .conftest import KubectlFn, OperatorProcess, wait_for
@@ -27,6 +29,13 @@ pytestmark = pytest.mark.e2e
 
 NAMES = ["batch-a", "batch-b", "batch-c", "batch-bad"]
 INTERVAL = 2.0
+CUSTOM = {
+    "name": "served",
+    "query": 'sum(rate(http_requests_total{namespace="{{ namespace }}",'
+    'service="{{ target }}"}[{{ window }}]))',
+    "min": 0,
+}
+"""A custom template every route shares: asked as one union per tick."""
 
 
 def counters(op: OperatorProcess) -> dict[str, float]:
@@ -60,7 +69,7 @@ def test_routes_in_analysis_share_one_query_per_tick_and_keep_their_own_verdicts
     steps = [{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
     routes = []
     for name in NAMES:
-        body = analysed(name, prometheus, [ERRORS, P95], steps=steps, interval="2s")
+        body = analysed(name, prometheus, [ERRORS, P95, CUSTOM], steps=steps, interval="2s")
         body["spec"]["progressDeadline"] = "30m"
         r = Route(kubectl, namespace, body)
         r.apply()
@@ -80,13 +89,14 @@ def test_routes_in_analysis_share_one_query_per_tick_and_keep_their_own_verdicts
         assert st["canaryWeight"] == 50 and metric(st, "error-rate")["verdict"] == "Pass"
         assert f'service="{r.name}-canary"' in metric(st, "error-rate")["query"]
 
-    # Three routes, each asking 3 queries a tick (error rate, its request count, p95):
-    # one query per tick for each of the 3 presets' families, not one per route.
+    # Three routes, each asking 4 queries a tick (error rate, its request count, p95,
+    # the custom one): one query per tick for each of the 3 presets' families and one
+    # for the custom queries' union, not one per route.
     asked, queried = "shadowroute_prometheus_asks_total", "shadowroute_prometheus_queries_total"
     before = counters(operator)
     t0 = time.monotonic()
     after = wait_for(
-        lambda: (c := counters(operator))[asked] - before[asked] >= 3 * 3 * 8 and c,
+        lambda: (c := counters(operator))[asked] - before[asked] >= 3 * 4 * 8 and c,
         60,
         what="eight ticks of asks",
     )
@@ -94,8 +104,8 @@ def test_routes_in_analysis_share_one_query_per_tick_and_keep_their_own_verdicts
     asks, sent = after[asked] - before[asked], after[queried] - before[queried]
     ticks = span / INTERVAL
     print(f"over {span:.1f}s ({ticks:.1f} ticks): {asks:g} asks, {sent:g} queries sent")
-    assert asks >= 3 * 3 * (ticks - 2), (asks, ticks)
-    assert sent <= 3 * (ticks + 2), (sent, asks, ticks)
+    assert asks >= 3 * 4 * (ticks - 2), (asks, ticks)
+    assert sent <= 4 * (ticks + 2), (sent, asks, ticks)
     for r in healthy:  # nobody rolled back on the others' data
         assert r.status()["phase"] == "Progressing"
     assert bad.status()["phase"] == "RolledBack"
@@ -125,3 +135,37 @@ def test_routes_in_analysis_share_one_query_per_tick_and_keep_their_own_verdicts
                 got = [round(x.value, 9) for x in split.get(key, ())]
                 assert got == mine, (preset, requests, key, got, mine)
                 assert mine, f"no data for {key}: the comparison would be empty"
+
+
+def test_a_union_of_custom_queries_answers_each_as_alone_on_the_real_prometheus(
+    prometheus: str,
+) -> None:
+    """The union form is valid PromQL, and split back it is each member's own answer:
+    members with labels, without series, and with quotes to escape; a member answering
+    a scalar makes Prometheus refuse the union (the batcher then asks alone)."""
+    members = [
+        'sum by (job) (up{job=~".+"})',
+        "count(up)",
+        'sum(up{job="no \\"such\\" job"})',
+        "max by (instance, job) (prometheus_build_info)",
+    ]
+    keys = [key_of(q) for q in members]
+    t = time.time() - 1
+    split = UNION.split(
+        [
+            Sample(tuple(sorted(x["metric"].items())), float(x["value"][1]))
+            for x in at_time(prometheus, UNION.query(keys), t)
+        ],
+        keys,
+    )
+    for key in keys:
+        own = sorted(
+            (tuple(sorted(x["metric"].items())), float(x["value"][1]))
+            for x in at_time(prometheus, key[0], t)
+        )
+        got = sorted((x.labels, x.value) for x in split.get(key, ()))
+        assert got == own, (key, got, own)
+    assert split.get(keys[0]) and not split.get(keys[2]), split
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        at_time(prometheus, UNION.query([*keys, key_of("scalar(count(up))")]), t)
+    assert refused.value.code == 400

@@ -20,6 +20,7 @@ from shadowroute.analysis.presets import CONVENTIONS, Family, family_of, preset_
 from shadowroute.analysis.prometheus import Ask, Client, Endpoint, InvalidQuery, Unavailable
 from shadowroute.analysis.scope import evaluation_time, next_tick
 from shadowroute.analysis.templates import Context, render
+from shadowroute.analysis.union import UNION, key_of
 from shadowroute.api.models import AnalysisSpec, AnalysisStatus, MetricConvention, MetricPreset
 from shadowroute.observability.metrics import QUERIES
 
@@ -324,3 +325,138 @@ async def test_a_cancelled_route_does_not_cancel_the_batch_of_the_others(prom):
     a.cancel()
     api.gate.set()
     assert value(await b) == 0.2
+
+
+# --------------------------------------------------------------------------- custom queries
+
+
+PART = re.compile(r'label_replace\(\((.*?)\), "shadowroute_member", "(\d+)", "", ""\)')
+
+
+class UnionApi:
+    """Answers a custom query, alone or as a union of tagged members, from `series`
+    (query text -> its series); a query in `scalars` answers a scalar, so a union
+    holding it is refused as Prometheus refuses label_replace of a scalar."""
+
+    def __init__(self, series: dict[str, list[dict[str, Any]]], scalars: set[str]) -> None:
+        self.series, self.scalars = series, scalars
+        self.queries: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        q = str((await request.post())["query"])
+        self.queries.append(q)
+        parts = PART.findall(q)
+        if not parts:  # alone
+            if q in self.scalars:
+                data = {"resultType": "scalar", "result": [TICK.timestamp(), "1"]}
+                return web.json_response({"status": "success", "data": data})
+            result = [{"metric": m, "value": [TICK.timestamp(), str(v)]} for m, v in self._of(q)]
+            return web.json_response(
+                {"status": "success", "data": {"resultType": "vector", "result": result}}
+            )
+        assert (
+            " or ".join(
+                f'label_replace(({t}), "shadowroute_member", "{i}", "", "")' for t, i in parts
+            )
+            == q
+        )
+        if any(t in self.scalars for t, _ in parts):
+            error = 'expected type instant vector in call to function "label_replace", got scalar'
+            return web.json_response(
+                {"status": "error", "errorType": "bad_data", "error": error}, status=400
+            )
+        result = [
+            {"metric": {**m, "shadowroute_member": i}, "value": [TICK.timestamp(), str(v)]}
+            for t, i in parts
+            for m, v in self._of(t)
+        ]
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
+    def _of(self, q: str) -> list[tuple[dict[str, str], float]]:
+        return [(dict(s["metric"]), s["value"]) for s in self.series.get(q, [])]
+
+
+def custom(service: str) -> str:
+    return f'sum by (code) (rate(http_requests_total{{service="{service}"}}[30s]))'
+
+
+async def union_client(
+    series: dict[str, list[dict[str, Any]]], scalars: set[str] = frozenset(), runners=None
+) -> tuple[Client, Endpoint, UnionApi, aiohttp.ClientSession]:
+    api = UnionApi(series, set(scalars))
+    url = await serve(api.handle, runners)
+    session = aiohttp.ClientSession()
+    return Client(session=lambda: session), Endpoint(url), api, session
+
+
+def united(query: str, period: float | None = 10.0) -> Ask:
+    return Ask(query, UNION, key_of(query), period)
+
+
+@pytest.fixture
+async def runners() -> AsyncIterator[list[web.AppRunner]]:
+    made: list[web.AppRunner] = []
+    yield made
+    for r in made:
+        await r.cleanup()
+
+
+async def test_routes_with_custom_queries_at_one_tick_send_one_query_each_gets_its_series(
+    runners,
+):
+    series = {
+        custom(f"web{i}-canary"): [
+            {"metric": {"code": "200"}, "value": 10.0 + i},
+            {"metric": {"code": "500"}, "value": float(i)},
+        ]
+        for i in range(30)
+    }
+    series[custom("web3-canary")] = []  # no series: no samples, as alone
+    client, where, api, session = await union_client(series, runners=runners)
+    try:
+        got = await ask_all(client, where, [united(q) for q in series], TICK)
+        assert len(api.queries) == 1
+        for (q, rows), samples in zip(series.items(), got, strict=True):
+            assert samples == tuple(
+                Sample((("code", r["metric"]["code"]),), r["value"]) for r in rows
+            ), q
+    finally:
+        await session.close()
+
+
+async def test_a_custom_query_prometheus_refuses_in_a_union_is_asked_alone_from_then_on(
+    runners,
+):
+    """A member answering a scalar makes the union refused: every member asks alone
+    that tick and still gets its own answer (the scalar its value); at the next tick
+    the others are one union again and only that member asks alone."""
+    queries = [custom(f"web{i}-canary") for i in range(5)]
+    series = {q: [{"metric": {"code": "200"}, "value": 1.0}] for q in queries}
+    odd = "scalar(sum(up))"
+    client, where, api, session = await union_client(series, {odd}, runners=runners)
+    try:
+        for k, expected in ((0, 1 + 6), (1, 2)):
+            api.queries.clear()
+            at = TICK + dt.timedelta(seconds=10 * k)
+            got = await ask_all(client, where, [united(q) for q in [*queries, odd]], at)
+            assert all(g == (Sample((("code", "200"),), 1.0),) for g in got[:-1]), got
+            assert got[-1] == (Sample((), 1.0),), got[-1]
+            assert len(api.queries) == expected, api.queries
+        assert odd in api.queries and sum(" or " in q for q in api.queries) == 1
+    finally:
+        await session.close()
+
+
+@given(st.lists(st.sampled_from(["a", "b", 'c\\"d', "e f"]), min_size=1, max_size=6, unique=True))
+def test_a_union_tags_each_member_and_splits_back_exactly_its_samples(names) -> None:
+    members = [key_of(custom(n)) for n in names]
+    text = UNION.query(members)
+    assert [t for t, _ in PART.findall(text)] == [m[0] for m in members]
+    answer = [
+        Sample(tuple(sorted({"code": "200", "shadowroute_member": str(i)}.items())), float(i))
+        for i in range(len(members))
+    ]
+    split = UNION.split(answer, members)
+    assert split == {m: (Sample((("code", "200"),), float(i)),) for i, m in enumerate(members)}

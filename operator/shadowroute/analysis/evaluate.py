@@ -40,8 +40,8 @@ from ..reasons import Reason
 from ..rollout.observe import AnalysisSignal, Health
 from ..secrets import CredentialsError, InvalidCredentials, Secrets
 from .judge import Answer, MetricJudgement, RunJudgement, judge_metric, judge_run
-from .presets import Family, family_of, preset_queries
-from .prometheus import Ask, Client, Endpoint, InvalidQuery, Unavailable
+from .presets import family_of, preset_queries
+from .prometheus import Ask, Batchable, Client, Endpoint, InvalidQuery, Unavailable
 from .scope import (
     PENDING,
     Scope,
@@ -59,6 +59,7 @@ from .scope import (
 )
 from .secrets import endpoint
 from .templates import Context, TemplateError, render
+from .union import UNION, key_of
 
 log = logging.getLogger("shadowroute.analysis")
 
@@ -116,8 +117,9 @@ class Planned:
 
     query: str | None = None
     answer: Answer | None = None
-    family: Family | None = None
-    """A preset's: the family its query is batched in, and its key there."""
+    family: Batchable | None = None
+    """The family its query is batched in (a preset's, or the custom queries' union),
+    and its key there."""
     key: tuple[str, ...] = ()
 
     def answered(self, by_query: dict[str, Any]) -> Answer:
@@ -293,8 +295,12 @@ def _plan(check: MetricCheck, a: AnalysisSpec, ctx: Context) -> tuple[Planned, P
         value = _batched(_render(templates.value, ctx), check.preset, convention, False, ctx)
         count = _batched(_render(templates.requests, ctx), check.preset, convention, True, ctx)
     else:
-        value = _render(check.query or "", ctx)
-        count = _render(check.request_count_query, ctx) if check.request_count_query else Planned()
+        value = _united(_render(check.query or "", ctx))
+        count = (
+            _united(_render(check.request_count_query, ctx))
+            if check.request_count_query
+            else Planned()
+        )
     return value, (count if check.min_requests is not None else Planned())
 
 
@@ -308,6 +314,13 @@ def _batched(
     """A preset's query, with the family it is batched in (presets.Family)."""
     family, key = family_of(preset, convention, requests, ctx)
     return dataclasses.replace(planned, family=family, key=key)
+
+
+def _united(planned: Planned) -> Planned:
+    """A custom query, batched with the others of its tick as their union (union.py)."""
+    if planned.query is None:
+        return planned
+    return dataclasses.replace(planned, family=UNION, key=key_of(planned.query))
 
 
 def _render(template: str, ctx: Context) -> Planned:

@@ -176,7 +176,9 @@ class Family:
         q = _queries(self.preset, c, ",".join(parts), self.labels, self.window)
         return q.requests if self.requests else q.value
 
-    def split(self, samples: Iterable[Sample]) -> dict[tuple[str, ...], tuple[Sample, ...]]:
+    def split(
+        self, samples: Iterable[Sample], members: Iterable[tuple[str, ...]] = ()
+    ) -> dict[tuple[str, ...], tuple[Sample, ...]]:
         """The batched answer per member key, each sample without the key labels, as
         the route's own query would have answered (a member absent: no samples)."""
         out: dict[tuple[str, ...], list[Sample]] = {}

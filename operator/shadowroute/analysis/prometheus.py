@@ -9,14 +9,16 @@ JSON). Every attempt is bounded by the endpoint's timeout, and all attempts toge
 twice that, so a Prometheus that hangs delays a reconcile by a bounded time.
 
 Batching (`Client.ask`): the checks of one evaluation time against one endpoint (the
-same address, credentials and TLS trust) that belong to one batchable family (a preset
-with one convention and window: `presets.Family`) are answered by one query grouped by
-the family's key labels, split back per route; identical queries are asked once. The
+same address, credentials and TLS trust) that belong to one batchable family are
+answered by one query and split back per route: a preset with one convention and window
+(`presets.Family`) by one query grouped by the family's key labels; custom queries
+(`union.Union`) by their union, each tagged; identical queries are asked once. The
 routes that asked at the previous tick of a family are included in the first query of
 the next, so that query goes out at once, and the routes of that tick that come later
 find their answer made; a tick without that knowledge collects its members for
 `batch_window` (20 ms) first. A batched query Prometheus refuses is asked again per
-route, so each gets its own answer; an unreachable Prometheus is reported to each.
+route, so each gets its own answer (one refused alone too, or answering a scalar, is
+asked alone from then on); an unreachable Prometheus is reported to each.
 
 Credentials live in `Endpoint.headers`; nothing here puts them in a message or a log
 line, and the endpoint's repr leaves them out.
@@ -88,14 +90,17 @@ class Endpoint:
 
 
 class Batchable(Protocol):
-    """A family of queries that one query answers for many members (presets.Family)."""
+    """A family of queries that one query answers for many members (presets.Family,
+    union.Union)."""
 
     @property
     def labels(self) -> tuple[str, ...]: ...
 
     def query(self, members: Iterable[Key]) -> str: ...
 
-    def split(self, samples: Iterable[Sample]) -> dict[Key, tuple[Sample, ...]]: ...
+    def split(
+        self, samples: Iterable[Sample], members: list[Key]
+    ) -> dict[Key, tuple[Sample, ...]]: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ class _Alone:
     def query(self, members: Iterable[Key]) -> str:
         return self.text
 
-    def split(self, samples: Iterable[Sample]) -> dict[Key, tuple[Sample, ...]]:
+    def split(self, samples: Iterable[Sample], members: list[Key]) -> dict[Key, tuple[Sample, ...]]:
         return {(): tuple(samples)}
 
 
@@ -176,13 +181,20 @@ class Client:
         default_factory=dict, init=False, repr=False
     )
     _swept: float = field(default=0.0, init=False, repr=False)
+    _refused: dict[tuple[Hashable, ...], float] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    """(endpoint, family, key) of the members that cannot be batched (refused alone, or
+    a scalar): asked alone from then on, for KEEP_TICKS."""
 
     async def ask(self, endpoint: Endpoint, ask: Ask, at: datetime) -> tuple[Sample, ...]:
         """The samples `ask.query` has at `at`, from a query shared with the other asks
         of this endpoint, time and family when there are any (see the module's doc);
         raises Unavailable or InvalidQuery as `query` does."""
-        family: Batchable = ask.family if ask.family is not None else _Alone(ask.query)
-        key = ask.key if ask.family is not None else ()
+        refused = (_endpoint_key(endpoint), ask.family, ask.key)
+        batched = ask.family is not None and refused not in self._refused
+        family: Batchable = ask.family if batched else _Alone(ask.query)  # type: ignore[assignment]
+        key = ask.key if batched else ()
         ASKS.inc()
         tick = self._tick(endpoint, family, ask, key, at)
         tick.asked.add(key)
@@ -192,8 +204,18 @@ class Client:
         try:
             answers = await asyncio.shield(task)
         except _BatchRefused:
-            # Refused as a batch: asked alone, the route gets its own answer or error.
-            return await self.query(endpoint, ask.query, at)
+            # Refused as a batch: asked alone, the route gets its own answer or error;
+            # one refused alone too, or answering a scalar, stays out of the family's
+            # later batches, so one such query does not make every member ask alone
+            # at every tick.
+            try:
+                alone = await self.query(endpoint, ask.query, at)
+            except InvalidQuery:
+                self._refused[refused] = time.monotonic()
+                raise
+            if isinstance(alone, _Scalar):
+                self._refused[refused] = time.monotonic()
+            return alone
         return answers.get(key, ())
 
     def _tick(
@@ -210,7 +232,9 @@ class Client:
             tick = ticks[at] = _Tick(at, now, ask.period)
             earlier = [t for t in ticks.values() if t.at < at]
             if earlier and ask.period is not None:
-                members = sorted(max(earlier, key=lambda t: t.at).asked)
+                asked = max(earlier, key=lambda t: t.at).asked
+                where = _endpoint_key(endpoint)
+                members = sorted(k for k in asked if (where, family, k) not in self._refused)
                 if members == [key]:  # alone again: its own query, at once
                     tick.answers[key] = _task(
                         self._later(endpoint, family, tick, members, 0, ask.query)
@@ -221,6 +245,10 @@ class Client:
                 del ticks[old]
         return tick
 
+    def _limit(self, family: Batchable) -> int:
+        """Members of one query at most: the client's, or less where the family says."""
+        return min(self.max_batch, getattr(family, "max_members", self.max_batch))
+
     def _sweep(self, now: float) -> None:
         """Forget the families not asked for KEEP_TICKS (at most once a minute)."""
         if now - self._swept < 60:
@@ -229,13 +257,16 @@ class Client:
         for lineage, ticks in list(self._ticks.items()):
             if all(now - t.created > KEEP_TICKS for t in ticks.values()):
                 del self._ticks[lineage]
+        for refused, since in list(self._refused.items()):
+            if now - since > KEEP_TICKS:
+                del self._refused[refused]
 
     def _collect(
         self, endpoint: Endpoint, family: Batchable, tick: _Tick, key: Key, query: str
     ) -> asyncio.Task:
         """Add `key` to the batch being collected, or start one: sent after the batch
         window on a tick, at once otherwise (no other route asks at that time)."""
-        if tick.collecting is None or len(tick.collecting) >= self.max_batch:
+        if tick.collecting is None or len(tick.collecting) >= self._limit(family):
             members: list[Key] = [key]
             tick.collecting = members
             wait = self.batch_window if tick.period is not None else 0.0
@@ -248,9 +279,10 @@ class Client:
         return task
 
     def _send(self, endpoint: Endpoint, family: Batchable, tick: _Tick, members: list[Key]) -> None:
-        """Send at once the query for `members` (the last tick's), max_batch a query."""
-        for i in range(0, len(members), self.max_batch):
-            chunk = members[i : i + self.max_batch]
+        """Send at once the query for `members` (the last tick's), _limit a query."""
+        limit = self._limit(family)
+        for i in range(0, len(members), limit):
+            chunk = members[i : i + limit]
             task = _task(self._batch(endpoint, family, tick, chunk))
             for key in chunk:
                 tick.answers[key] = task
@@ -281,7 +313,7 @@ class Client:
             samples = await self.query(endpoint, family.query(members), tick.at)
         except InvalidQuery as exc:
             raise _BatchRefused(str(exc)) from None
-        return family.split(samples)
+        return family.split(samples, members)
 
     async def query(self, endpoint: Endpoint, promql: str, at: datetime) -> tuple[Sample, ...]:
         """The samples of `promql` evaluated at `at`; raises Unavailable or InvalidQuery."""
@@ -343,6 +375,11 @@ class Client:
         return _parse(status, body)
 
 
+class _Scalar(tuple):
+    """The answer of a query that returns a scalar: label_replace cannot tag it, so it
+    cannot be a member of a union (union.py)."""
+
+
 def _parse(status: int, body: bytes) -> tuple[Sample, ...]:
     """Samples from the answer's body, or the exception its status calls for."""
     try:
@@ -373,7 +410,7 @@ def _parse(status: int, body: bytes) -> tuple[Sample, ...]:
     data = doc.get("data") or {}
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar" and isinstance(result, list) and len(result) == 2:
-        return (Sample((), _value(result[1])),)
+        return _Scalar((Sample((), _value(result[1])),))
     if kind == "vector" and isinstance(result, list):
         samples = []
         for item in result:
