@@ -98,7 +98,11 @@ def test_argocd_health_on_live_statuses_during_a_rollout_and_a_rollback(make_rou
     try:
         r.set_image("registry.example/app:2")
         r.wait("held at the indefinite pause", lambda s: s.get("phase") == "Paused")
-        wait_for(lambda: len(watcher.seen) >= 2, 10, what="the watcher")
+        wait_for(
+            lambda: any(o.get("status", {}).get("phase") == "Paused" for o in watcher.seen),
+            10,
+            what="the watcher to see the hold",
+        )
         r.gate("abort")
         r.wait("RolledBack", lambda s: s.get("phase") == "RolledBack")
         wait_for(
@@ -113,9 +117,15 @@ def test_argocd_health_on_live_statuses_during_a_rollout_and_a_rollback(make_rou
     for obj in watcher.seen:
         phase = obj["status"]["phase"]
         by_phase.setdefault(phase, set()).add(argocd_health(obj)["status"])
-    assert by_phase.get("Paused") == {"Suspended"}, by_phase
-    assert by_phase.get("RolledBack") == {"Degraded"}, by_phase
-    assert by_phase.get("Progressing", {"Progressing"}) == {"Progressing"}, by_phase
+    # On a failure, what each status said: its phase, health and conditions.
+    said = [
+        (o["status"]["phase"], argocd_health(o), o["status"].get("conditions"))
+        for o in watcher.seen
+    ]
+    by_phase_said = (by_phase, said)
+    assert by_phase.get("Paused") == {"Suspended"}, by_phase_said
+    assert by_phase.get("RolledBack") == {"Degraded"}, by_phase_said
+    assert by_phase.get("Progressing", {"Progressing"}) == {"Progressing"}, by_phase_said
     health = argocd_health(r.get())
     assert health["status"] == "Degraded" and health["message"].startswith("Aborted"), health
     ready = r.condition("Ready")
