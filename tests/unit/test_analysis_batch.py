@@ -144,8 +144,25 @@ def spec(interval: str = "10s") -> AnalysisSpec:
 def test_runs_after_the_first_fall_on_the_multiples_of_the_interval_since_the_epoch() -> None:
     t = TICK + dt.timedelta(seconds=3.217)  # a first run, off the ticks
     assert next_tick(t, 10.0) == TICK + dt.timedelta(seconds=10)
-    assert next_tick(TICK + dt.timedelta(seconds=6), 10.0) == TICK + dt.timedelta(seconds=20)
+    # Off the ticks late in an interval: the next tick, unless within a second of it.
+    assert next_tick(TICK + dt.timedelta(seconds=8.5), 10.0) == TICK + dt.timedelta(seconds=10)
+    assert next_tick(TICK + dt.timedelta(seconds=9.2), 10.0) == TICK + dt.timedelta(seconds=20)
     assert next_tick(TICK, 10.0) == TICK + dt.timedelta(seconds=10)  # on time: an interval on
+    # A short interval keeps a tenth of it between runs.
+    assert next_tick(TICK + dt.timedelta(seconds=1.75), 2.0) == TICK + dt.timedelta(seconds=2)
+    assert next_tick(TICK + dt.timedelta(seconds=1.85), 2.0) == TICK + dt.timedelta(seconds=4)
+
+
+@given(st.floats(0, 1e6), st.sampled_from([1.0, 2.0, 5.0, 10.0, 30.0, 60.0]))
+def test_a_run_is_followed_within_an_interval_and_a_gap_on_a_tick(offset, interval) -> None:
+    """Whatever a run's time, the next falls on a tick, no sooner than the gap and no
+    later than an interval and the gap: a breach right after a step is seen within
+    that, aligned or not."""
+    after = TICK + dt.timedelta(seconds=offset)
+    nxt = next_tick(after, interval)
+    gap = (nxt - after).total_seconds()
+    assert min(1.0, interval / 10) - 1e-6 <= gap <= interval + min(1.0, interval / 10) + 1e-6
+    assert abs(nxt.timestamp() / interval - round(nxt.timestamp() / interval)) < 1e-6
 
 
 def test_a_run_on_time_evaluates_at_its_tick_a_late_or_first_one_at_its_own_time() -> None:

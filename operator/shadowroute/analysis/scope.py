@@ -149,16 +149,25 @@ TICK_SLACK = 5.0
 an interval); a later one evaluates at its own time."""
 EARLY = timedelta(milliseconds=50)
 """A run is due this much before its time (a timer that fires a little early)."""
+MIN_GAP = 1.0
+"""Seconds from a run to the next tick it may be followed at, at most."""
 
 
 def next_tick(after: datetime, interval: float) -> datetime:
-    """The first tick at least half an interval after `after`. Ticks are the multiples
-    of the interval since the epoch, so routes with the same interval run at the same
+    """The first tick at least `min_gap` after `after`. Ticks are the multiples of the
+    interval since the epoch, so routes with the same interval run at the same
     instants, and their queries can be batched (`prometheus.Client.ask`); runs on time
-    are an interval apart, a run off the ticks (at once, for a change) is followed by
-    one between half and one and a half intervals later."""
-    k = math.ceil((after.timestamp() + interval / 2) / interval)
+    are an interval apart, and a run off the ticks (at once, for a change) is followed
+    by one at most an interval later (plus the gap), so a breach that shows right after
+    a step starts is seen within an interval, as with unaligned runs."""
+    k = math.ceil((after.timestamp() + min_gap(interval)) / interval)
     return datetime.fromtimestamp(k * interval, UTC)
+
+
+def min_gap(interval: float) -> float:
+    """Seconds between a run and the next one at least: a tenth of the interval, at
+    most MIN_GAP (a run right after another reads the same data)."""
+    return min(MIN_GAP, interval / 10)
 
 
 def next_run(spec: AnalysisSpec, last: AnalysisStatus) -> datetime | None:
