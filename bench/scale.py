@@ -2,6 +2,7 @@
 
     python bench/scale.py [--routes 1000] [--concurrency 16] [--rest 120] [--resync 60]
                           [--analysing 50] [--interval 5s] [--breaches 3] [--timeout 3600]
+                          [--no-floor] [--trace-frames 8]
 
 Phases, in order, each printed as it ends (docs/benchmarks.md, "Scale"):
 
@@ -31,9 +32,12 @@ Phases, in order, each printed as it ends (docs/benchmarks.md, "Scale"):
 6. Prometheus queries per tick while --analysing K routes (same query template) are
    in analysis at once: the operator's query counter and Prometheus's own
    prometheus_http_requests_total{handler="/api/v1/query"}, over a few intervals.
-7. memory: the operator restarted with SHADOWROUTE_TRACEMALLOC=1 on the N idle routes
-   alone (the analysis namespace deleted first); its writes after the restart, its
-   RSS traced, and /debug/memory's top 15 sites by file and the top packages.
+7. memory: the operator restarted with SHADOWROUTE_TRACEMALLOC=--trace-frames on the
+   N idle routes alone (the analysis namespace deleted first); its writes after the
+   restart, its RSS traced, the traced heap right after the restart's reconciles and
+   once steady (kopf's per-object workers keep the last event of their LIST for a
+   while), and /debug/memory's top 15 sites by file, the top packages and the top 8
+   stacks.
 
 Bounded: every wait takes from --timeout, and an alarm ends the run (cleaning up) when
 it is spent. Everything it creates is in its own namespaces, deleted at the end. Runs
@@ -119,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--breaches", type=int, default=3, help="breach runs (default 3)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds in all (3600)")
     p.add_argument("--no-floor", action="store_true", help="skip the bare-client floor")
+    p.add_argument(
+        "--trace-frames", type=int, default=8, help="frames per allocation when traced (8)"
+    )
     args = p.parse_args(argv)
     interval = seconds_of(args.interval) if re.fullmatch(r"\d+(ms|s|m)", args.interval) else 0
     problems = [
@@ -131,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.analysing < 0, "--analysing must not be negative"),
         (args.breaches < 0, "--breaches must not be negative"),
         (args.timeout <= 0, "--timeout must be positive"),
+        (not 1 <= args.trace_frames <= 25, "--trace-frames must be 1..25"),
         (not interval >= 1, f"--interval {args.interval!r}: a duration of at least 1s, like 5s"),
     ]
     for bad, message in problems:
@@ -606,7 +614,10 @@ def _ts(text: str) -> float:
 
 
 def memory_phase(config: str, namespaces: list[str], args: argparse.Namespace, budget: Budget):
-    env = {"SHADOWROUTE_TRACEMALLOC": "1", "SHADOWROUTE_RESYNC_SECONDS": str(args.resync)}
+    env = {
+        "SHADOWROUTE_TRACEMALLOC": str(args.trace_frames),
+        "SHADOWROUTE_RESYNC_SECONDS": str(args.resync),
+    }
     op = OperatorProcess(config, None, *(a for n in namespaces for a in ("-n", n)), env=env)
     op.spawn()  # traced, it starts slower than OperatorProcess.start waits for
 
@@ -627,13 +638,34 @@ def memory_phase(config: str, namespaces: list[str], args: argparse.Namespace, b
             f"restart (traced): {args.routes} routes reconciled in {time.monotonic() - t0:.1f}s; "
             f"writes after the restart: {op.writes():.0f}; RSS traced {op.rss_mib():.0f} MiB"
         )
-        for by, top in (("file", 15), ("package", 10)):
+
+        def memory(by: str, top: int) -> str:
             url = f"http://127.0.0.1:{op.metrics_port}/debug/memory?top={top}&by={by}"
             with urllib.request.urlopen(url, timeout=120) as r:
-                text = r.read().decode()
+                return r.read().decode()
+
+        def traced() -> float:
+            return float(re.search(r"traced ([\d.]+) MiB now", memory("package", 1))[1])
+
+        # Right after the restart the heap still holds what kopf's LISTs decoded (its
+        # per-object workers keep their last event until they idle out): wait until
+        # the traced total is steady, so the sites shown are what stays at rest.
+        first, t1 = traced(), time.monotonic()
+        steady = first
+        while time.monotonic() - t1 < min(180, budget.left() - 20):
+            time.sleep(10)
+            now = traced()
+            if abs(now - steady) <= 0.02 * steady:
+                break
+            steady = now
+        say(
+            f"traced heap: {first:.1f} MiB right after the restart's reconciles, "
+            f"{traced():.1f} MiB {time.monotonic() - t1:.0f}s later (steady)"
+        )
+        for by, top in (("file", 15), ("package", 10), ("traceback", 8)):
             say(f"memory by {by} (/debug/memory):")
-            for line in text.splitlines():
-                say(f"  {line}")
+            for line in memory(by, top).splitlines():
+                say(f"  {line[:400]}")
     finally:
         op.stop()
 

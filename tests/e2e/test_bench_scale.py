@@ -36,7 +36,7 @@ def test_the_scale_bench_prints_every_figure(cluster, crds_installed) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "scale.py"), "--routes", "20", "--rest", "6",
          "--resync", "3", "--baseline", "3", "--analysing", "3", "--breaches", "1",
-         "--interval", "2s", "--timeout", "170"],
+         "--interval", "2s", "--timeout", "170", "--trace-frames", "1"],
         env=env, capture_output=True, text=True, timeout=200,
     )  # fmt: skip
     out = done.stdout

@@ -51,7 +51,7 @@ def test_debug_memory_is_off_by_default_and_says_how_to_turn_it_on(server) -> No
     assert code == 404 and "SHADOWROUTE_TRACEMALLOC=1" in body
 
 
-def test_debug_memory_answers_the_top_sites_by_file_package_and_line(server, tracing) -> None:
+def test_debug_memory_answers_the_top_sites_by_file_package_line_and_stack(server, tracing) -> None:
     hoard = [bytearray(1024) for _ in range(4096)]  # 4 MiB allocated right here
     code, body = get(server + "/debug/memory?top=3")
     assert code == 200, body
@@ -63,6 +63,8 @@ def test_debug_memory_answers_the_top_sites_by_file_package_and_line(server, tra
     assert code == 200 and "test_memory_and_resync.py:" in body
     code, body = get(server + "/debug/memory?by=package&top=50")
     assert code == 200 and "stdlib:" in body
+    code, body = get(server + "/debug/memory?by=traceback&top=1")
+    assert code == 200 and "test_memory_and_resync.py:" in body.splitlines()[2], body
     assert get(server + "/debug/memory?by=color")[0] == 400
     assert get(server + "/debug/memory?top=x")[0] == 400
     del hoard

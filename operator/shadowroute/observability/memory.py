@@ -16,7 +16,7 @@ from typing import Any
 
 ENV = "SHADOWROUTE_TRACEMALLOC"
 MAX_FRAMES = 25
-GROUPINGS = ("file", "package", "line")
+GROUPINGS = ("file", "package", "line", "traceback")
 MIB = 1024 * 1024
 
 
@@ -65,13 +65,21 @@ def short_path(filename: str) -> str:
     return filename
 
 
+def _stack(traceback: tracemalloc.Traceback) -> str:
+    """An allocation's stack, the allocating line first, each frame file:line, on one
+    line: which caller keeps what a library allocated (json.loads' objects, say)."""
+    frames = sorted(range(len(traceback)), reverse=True)  # oldest first: reversed
+    return " < ".join(f"{short_path(traceback[i].filename)}:{traceback[i].lineno}" for i in frames)
+
+
 def _module(name: str) -> str:
     return name[:-3] if name.endswith(".py") else name
 
 
 def report(top: int = 15, by: str = "file") -> str:
     """The `top` allocation sites of the live heap, grouped by source file, top-level
-    package, or line, with the totals and tracemalloc's own overhead. Raises
+    package, line, or whole stack (as deep as the frames kept: SHADOWROUTE_TRACEMALLOC),
+    with the totals and tracemalloc's own overhead. Raises
     LookupError when tracemalloc is off, ValueError for a bad grouping."""
     if by not in GROUPINGS:
         raise ValueError(f"by={by!r}: expected one of {', '.join(GROUPINGS)}")
@@ -81,11 +89,14 @@ def report(top: int = 15, by: str = "file") -> str:
         (tracemalloc.Filter(False, tracemalloc.__file__),)
     )
     current, peak = tracemalloc.get_traced_memory()
-    stats = snapshot.statistics("lineno" if by == "line" else "filename")
+    kinds = {"line": "lineno", "traceback": "traceback"}
+    stats = snapshot.statistics(kinds.get(by, "filename"))
     rows: dict[str, list[int]] = {}
     for stat in stats:
         frame = stat.traceback[0]
-        if by == "package":
+        if by == "traceback":
+            key = _stack(stat.traceback)
+        elif by == "package":
             key = package_of(frame.filename)
         elif by == "line":
             key = f"{short_path(frame.filename)}:{frame.lineno}"
