@@ -29,8 +29,8 @@ Phases, in order, each printed as it ends (docs/benchmarks.md, "Scale"):
    sim mode (hack/traffic_sim.py writes the pods' counters for Prometheus), --breaches
    times, in a second namespace the simulator reads (the N idle routes are not
    simulated); the median against the goal, interval + 1 s.
-6. Prometheus queries per tick while --analysing K routes (same query template) are
-   in analysis at once: the operator's query counter and Prometheus's own
+6. Prometheus queries per tick while --analysing K routes (the error-rate preset with
+   minRequests) are in analysis at once: the operator's query counter and Prometheus's own
    prometheus_http_requests_total{handler="/api/v1/query"}, over a few intervals.
 7. memory: the operator restarted with SHADOWROUTE_TRACEMALLOC=--trace-frames on the
    N idle routes alone (the analysis namespace deleted first); its writes after the
@@ -600,7 +600,7 @@ def analysis_phase(
     ticks = window / args.interval_seconds
     still = sum(s.get("phase") == "Progressing" for s in phases())
     say(
-        f"Prometheus queries per tick with {k} routes in analysis (one query template, "
+        f"Prometheus queries per tick with {k} routes in analysis (the error-rate preset, "
         f"interval {args.interval}): operator {queries / ticks:.1f} ({queries / max(runs, 1):.1f} "
         f"per analysis run, {runs / ticks:.1f} runs per tick); Prometheus answered "
         f"{served / ticks:.1f} /api/v1/query per tick; {still}/{k} still Progressing"
