@@ -163,6 +163,11 @@ def _endpoint_key(endpoint: Endpoint) -> tuple[Hashable, ...]:
     return (endpoint.address, endpoint.timeout, headers, endpoint.ssl_context)
 
 
+def _member(endpoint: Endpoint, family: Batchable | None, key: Key) -> tuple[Hashable, ...]:
+    """A member of a family on an endpoint, as `Client._refused` knows it."""
+    return (_endpoint_key(endpoint), family, key)
+
+
 @dataclass
 class Client:
     """Instant queries against one Prometheus API. `sleep` and `jitter` are seams for
@@ -191,7 +196,7 @@ class Client:
         """The samples `ask.query` has at `at`, from a query shared with the other asks
         of this endpoint, time and family when there are any (see the module's doc);
         raises Unavailable or InvalidQuery as `query` does."""
-        refused = (_endpoint_key(endpoint), ask.family, ask.key)
+        refused = _member(endpoint, ask.family, ask.key)
         batched = ask.family is not None and refused not in self._refused
         family: Batchable = ask.family if batched else _Alone(ask.query)  # type: ignore[assignment]
         key = ask.key if batched else ()
@@ -233,8 +238,9 @@ class Client:
             earlier = [t for t in ticks.values() if t.at < at]
             if earlier and ask.period is not None:
                 asked = max(earlier, key=lambda t: t.at).asked
-                where = _endpoint_key(endpoint)
-                members = sorted(k for k in asked if (where, family, k) not in self._refused)
+                members = sorted(
+                    k for k in asked if _member(endpoint, family, k) not in self._refused
+                )
                 if members == [key]:  # alone again: its own query, at once
                     tick.answers[key] = _task(
                         self._later(endpoint, family, tick, members, 0, ask.query)

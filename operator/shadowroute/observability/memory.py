@@ -68,8 +68,7 @@ def short_path(filename: str) -> str:
 def _stack(traceback: tracemalloc.Traceback) -> str:
     """An allocation's stack, the allocating line first, each frame file:line, on one
     line: which caller keeps what a library allocated (json.loads' objects, say)."""
-    frames = sorted(range(len(traceback)), reverse=True)  # oldest first: reversed
-    return " < ".join(f"{short_path(traceback[i].filename)}:{traceback[i].lineno}" for i in frames)
+    return " < ".join(f"{short_path(f.filename)}:{f.lineno}" for f in reversed(traceback))
 
 
 def _module(name: str) -> str:
