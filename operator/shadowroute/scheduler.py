@@ -140,6 +140,7 @@ class Scheduler:
                     if outcome.requeue_after is not None:
                         delay = min(delay, outcome.requeue_after + 0.05)
                     self._schedule(key, delay)
+                    log.debug("reconciled %s/%s; next in %.1fs unless an event comes", *key, delay)
                 if key not in self._dirty or not self._owns(*key):
                     return
         finally:
