@@ -39,6 +39,9 @@ Phases, in order, each printed as it ends (docs/benchmarks.md, "Scale"):
    while), and /debug/memory's top 15 sites by file, the top packages and the top 8
    stacks.
 
+Refused at once (exit code 2) when the schedulable nodes have no room for --routes more
+pods: each idle route holds one, and a route whose pod stays Pending never gets Ready.
+
 Bounded: every wait takes from --timeout, and an alarm ends the run (cleaning up) when
 it is spent. Everything it creates is in its own namespaces, deleted at the end. Runs
 against $KUBECONFIG (with SHADOWROUTE_PROMETHEUS and SHADOWROUTE_PROMETHEUS_TARGETS)
@@ -453,6 +456,19 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def pod_room(core: Any) -> tuple[int, int]:
+    """(pods the schedulable nodes still take, nodes counted): each idle route holds one
+    pod, and past the nodes' room its pod stays Pending and the route never gets Ready."""
+    from kubernetes.utils import parse_quantity
+
+    nodes = [n for n in core.list_node().items if not n.spec.unschedulable]
+    room = sum(int(parse_quantity((n.status.allocatable or {}).get("pods", "0"))) for n in nodes)
+    live = core.list_pod_for_all_namespaces(
+        field_selector="status.phase!=Succeeded,status.phase!=Failed"
+    )
+    return room - len(live.items), len(nodes)
+
+
 def floor_phase(api: Api, core: Any, args: argparse.Namespace, budget: Budget) -> float:
     ns = f"{args.ns}-floor"
     core.create_namespace({"metadata": {"name": ns}})
@@ -683,6 +699,17 @@ def main(argv: list[str] | None = None) -> int:
     prometheus, targets = prometheus_of_cluster()
     config, _, ns = bench.parts()
     args.ns = ns
+    room, nodes = pod_room(bench.core)
+    if room < args.routes:
+        signal.alarm(0)
+        bench.close()
+        print(
+            f"scale.py: --routes {args.routes} needs {args.routes} pods at once; the "
+            f"{nodes} schedulable nodes have room for {room} more (add nodes, or raise "
+            f"their allocatable pods)",
+            file=sys.stderr,
+        )
+        return 2
     ns_a = f"{ns}-analysis"
     bench.core.create_namespace({"metadata": {"name": ns_a}})
     api = Api(args.concurrency)

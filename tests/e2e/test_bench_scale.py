@@ -45,3 +45,20 @@ def test_the_scale_bench_prints_every_figure(cluster, crds_installed) -> None:
         assert figure in out, f"missing {figure!r} in:\n{out}"
     tops = out.split("memory by file (/debug/memory):", 1)[1].splitlines()
     assert tops[1].strip().startswith("tracemalloc: traced") and "top 15 of " in tops[2]
+
+
+def test_the_scale_bench_refuses_more_routes_than_the_nodes_hold_pods(cluster, crds_installed):
+    """Each idle route holds a pod: past the nodes' room the rest would stay Pending and
+    never get Ready, a run of half an hour that could not end. It says so at once."""
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    if cluster.prometheus and cluster.prometheus_targets:
+        env["SHADOWROUTE_PROMETHEUS"] = cluster.prometheus
+        env["SHADOWROUTE_PROMETHEUS_TARGETS"] = str(cluster.prometheus_targets)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), "--routes", "1000000",
+         "--timeout", "60"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 2, f"{done.stdout}\n{done.stderr}"
+    assert "--routes 1000000 needs 1000000 pods at once" in done.stderr, done.stderr
+    assert "ratio to the floor" not in done.stdout and "created" not in done.stdout
