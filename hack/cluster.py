@@ -717,8 +717,8 @@ def fake_nodes_manifest() -> dict:
                 },
                 "spec": {},
                 "status": {
-                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "6000"},
+                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "6000"},
                 },
             }
         )
