@@ -16,13 +16,11 @@ import kopf
 # kopf's own namespace matching, so that the index's LISTs keep what kopf watches.
 from kopf._cogs.structs.references import match_namespace
 
-from . import traffic
 from .api.models import GROUP, PLURAL, VERSION
 from .kube.apiserver import Endpoint
 from .kube.client import Kube, load_endpoint
 from .kube.feed import SHADOWROUTE, Feed
 from .kube.shards import ShardSet
-from .names import MANAGED_BY, MANAGER, NAME_LABEL
 from .scheduler import Scheduler
 from .services import Services
 
@@ -150,24 +148,6 @@ async def shadowroute_event(
     scheduler(memo).trigger(namespace, name)
 
 
-# Children, routes included: a hand edit (a weight, a selector, replicas) is put back
-# at once, not at the next resync. A route kind whose CRD is not installed is only
-# logged by kopf, and picked up if the CRD appears later.
-async def child_event(
-    event: dict[str, Any], labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any
-) -> None:
-    body = event["object"]
-    feed(memo).observe(body.get("kind") or "", event.get("type"), body)
-    owner = labels.get(NAME_LABEL)
-    if owner:
-        scheduler(memo).trigger(namespace, owner)
-
-
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    *((k.group, k.version, k.plural) for k in traffic.ROUTE_RESOURCES.values()),
-)
-"""What child_event watches: the workloads and every route kind a provider declares."""
-for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels={MANAGED_BY: MANAGER})(child_event)
+# The children (Deployments, Services, routes) are not kopf's: the feed's own watches
+# (kube/watch.py) keep them in the index and wake their owner when one changes, so a
+# hand edit is put back at once. kopf would keep a memory of every object it saw.

@@ -75,6 +75,10 @@ class Services:
             elif owner:
                 scheduler.trigger(key[0], owner)
 
+        def changed(namespace: str, owner: str) -> None:
+            """A child changed (a hand edit, a rollout's progress): its owner looks."""
+            scheduler.trigger(namespace, owner)
+
         children = ("Deployment", "Service", *traffic.ROUTE_RESOURCES)
         feed = Feed(
             kube,
@@ -84,6 +88,9 @@ class Services:
             namespaces,
             watched,
             gone,
+            own=children,
+            on_change=changed,
+            crds={k: r.resource for k, r in traffic.ROUTE_RESOURCES.items() if r.group},
         )
         scheduler = Scheduler(run, resync=resync, owns=owns)
         return cls(kube, http, secrets, prometheus, notifier, scheduler, feed)

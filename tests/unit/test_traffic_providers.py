@@ -9,7 +9,7 @@ from pathlib import Path
 
 import kopf
 import pytest
-from shadowroute import handlers, traffic
+from shadowroute import handlers, traffic  # noqa: F401  (registers kopf's handlers)
 from shadowroute.api.models import ShadowRouteSpec, TrafficProvider
 from shadowroute.kube import client
 from shadowroute.names import MANAGED_BY, MANAGER
@@ -78,15 +78,20 @@ def test_api_paths_of_routes_are_the_declared_ones() -> None:
         assert client.collection_path(kind, "shop") == f"{prefix}/namespaces/shop/{declared.plural}"
 
 
-def test_children_of_every_declared_kind_are_watched() -> None:
+def test_children_of_every_declared_kind_are_watched_by_the_feed_not_kopf() -> None:
+    from shadowroute.services import Services
+
+    services = Services.build(object())  # type: ignore[arg-type]
+    feed = services.feed
+    assert set(feed.own) == {"Deployment", "Service", *ROUTE_RESOURCES}
+    assert all(feed.selectors[k] == f"{MANAGED_BY}={MANAGER}" for k in feed.own)
+    assert feed.crds == {k: d.resource for k, d in ROUTE_RESOURCES.items() if d.group}
     registry = kopf.get_default_registry()
     watched = {
         (h.selector.group, h.selector.version, h.selector.any_name)
         for h in registry._watching.get_all_handlers()
-        if h.fn is handlers.child_event and h.labels == {MANAGED_BY: MANAGER}
     }
-    routes = {(d.group, d.version, d.plural) for d in ROUTE_RESOURCES.values()}
-    assert watched == {("apps", "v1", "deployments"), ("", "v1", "services"), *routes}
+    assert watched == {("shadowroute.io", "v1alpha1", "shadowroutes")}, "kopf: routes only"
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTE_RESOURCES))

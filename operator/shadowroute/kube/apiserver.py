@@ -22,12 +22,14 @@ kubeconfig again (an exec plugin runs again) and retries once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -462,6 +464,65 @@ class ApiServer:
                 raise exc from None
             self.close()
             return self._request(method, path, query, data, content_type)
+
+    def watch(self, path: str, query: list[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+        """A WATCH: each event the server streams (`{"type": ..., "object": ...}`), until
+        it ends the stream (its timeoutSeconds) or `interrupt` is called from another
+        thread. ApiError for an error status; Unreachable when the connection fails. A
+        401 loads the credentials again and retries once. Always on a connection of its
+        own (the stream holds it), so one ApiServer is one watch."""
+        for attempt in (1, 2):
+            base_path = urlsplit(self.endpoint.server).path.rstrip("/")
+            target = f"{base_path}{path}?{urlencode(query)}"
+            headers = {"Accept": "application/json", "User-Agent": self.agent}
+            headers.update(self.endpoint.auth_headers())
+            self.close()
+            try:
+                conn = self._connection()
+                conn.request("GET", target, headers=headers)
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise Unreachable(_one_line(exc)) from None
+            if response.status == 401 and attempt == 1 and self.endpoint.reload is not None:
+                response.read()
+                try:
+                    self.endpoint = self.endpoint.reload()
+                except ConfigError:
+                    raise ApiError(401, response.reason, "") from None
+                continue
+            if not 200 <= response.status < 300:
+                text = response.read().decode(errors="replace")
+                self.close()
+                raise ApiError(response.status, response.reason, text)
+            yield from self._events(response)
+            return
+
+    def _events(self, response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+        pending = b""
+        try:
+            while True:
+                try:
+                    chunk = response.read1(1 << 16)
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    raise Unreachable(_one_line(exc)) from None
+                if not chunk:
+                    return
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            self.close()
+
+    def interrupt(self) -> None:
+        """Cut the connection from another thread: a blocked read ends at once."""
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _request(
         self,

@@ -29,6 +29,7 @@ from ..observability.metrics import API_READS, API_WRITES
 from ..traffic import ROUTE_RESOURCES
 from .apiserver import Endpoint, Unreachable
 from .dispatch import Dispatcher
+from .watch import KindWatch, Sink
 
 APPLY_PATCH = "application/apply-patch+yaml"
 # Requests in flight at once, and HTTP connections kept: asyncio's default executor
@@ -213,6 +214,11 @@ class Kube:
             token = meta.get("continue") or ""
             if not token:
                 return items, version
+
+    def watch(self, kind: str, path: str, sink: Sink, **options: Any) -> KindWatch:
+        """A LIST-then-WATCH of one kind in a thread of its own (watch.py), not started;
+        its LISTs count as reads."""
+        return KindWatch(self.endpoint, kind, path, sink, count_read=reads.add, **options)
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
         """A Secret (the analysis's credentials); ApiError as the server answered."""

@@ -1,15 +1,18 @@
-"""Keeps the watch index (store.py) complete: what kopf's watches report goes in; one
-LIST per kind at start, before any reconcile of a route that needs that kind decides;
-and one LIST of a kind again after kopf re-listed it, to drop what was deleted while
-its watch was down.
+"""Keeps the watch index (store.py) complete, and says when a child changed.
 
-kopf reports the objects it LISTs (at start, and after a watch gap: a 410 Gone) as
-events of type None, and never reports a deletion it did not watch. So a burst of
-type-None events of a kind, after that kind is synced, means a re-list: once the burst
-is quiet for `quiet` seconds, one LIST of the kind (by the watches' own label selector,
-in the watched namespaces) says what still exists; what the index holds and the LIST
-lacks (and did not arrive by a later watch event) is gone: a child's owner is
-reconciled (it re-creates the child), a ShadowRoute is forgotten.
+Two sources. The children (Deployments, Services, the route kinds: the `own` kinds)
+come from the operator's own watches (kube/watch.py, one thread per kind and scope):
+each LIST's pages and each watch event are handed to the event loop and put in the
+index there; a LIST after a watch gap (410 Gone) drops what it lacks (the owner is
+reconciled: it re-creates the child); a child that changed tells its owner's
+reconcile (`on_change`), so a hand edit is put back at once.
+
+The ShadowRoutes come from kopf's watch. kopf reports the objects it LISTs (at start,
+and after a watch gap) as events of type None, and never reports a deletion it did not
+watch. So one LIST of the ShadowRoutes at start, before any reconcile decides; and a
+burst of type-None events after that means a re-list: once the burst is quiet for
+`quiet` seconds, one LIST says what still exists; what the index holds and the LIST
+lacks (and did not arrive by a later watch event) is gone: the route is forgotten.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..api_errors import ApiError, api_reason
+from ..names import NAME_LABEL
 from ..observability.metrics import STORE_PURGED, STORE_RELISTS
-from .client import Kube
+from .client import Kube, cluster_path, collection_path
 from .store import Key, Store
+from .watch import KindWatch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,8 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 Gone = Callable[[str, Key, str | None], None]
 """Told of each object a LIST after a gap found deleted: (kind, key, owner label)."""
+Changed = Callable[[str, str], None]
+"""Told of each child that changed: (namespace, owner label)."""
 
 
 class Feed:
@@ -47,11 +54,17 @@ class Feed:
         watched: Callable[[str], bool] | None = None,
         on_gone: Gone | None = None,
         quiet: float = QUIET_SECONDS,
+        own: Iterable[str] = (),
+        on_change: Changed | None = None,
+        crds: dict[str, str] | None = None,
     ) -> None:
         """`selectors`: the label selector of each kind's watch (none for ShadowRoutes);
         `namespaces`: the exact namespaces watched, or none for all; `watched`: which
         namespaces a cluster-wide LIST keeps (the operator's patterns); `on_gone`: told
-        what a LIST after a gap found deleted."""
+        what a LIST after a gap found deleted; `own`: the kinds among `kinds` the feed
+        watches itself (the rest kopf's events bring, `observe`); `on_change`: told of
+        each of those objects that changed; `crds`: the CRD serving each own kind that
+        is not built in."""
         self.kube, self.store = kube, store
         self.kinds = tuple(kinds)
         self.selectors = selectors
@@ -59,6 +72,11 @@ class Feed:
         self.watched = watched or (lambda _ns: True)
         self.on_gone = on_gone
         self.quiet = quiet
+        self.own = tuple(k for k in self.kinds if k in set(own))
+        self.on_change = on_change
+        self.crds = crds or {}
+        self._watches: list[KindWatch] = []
+        self._unsynced_scopes: dict[str, int] = {}
         self._synced = {kind: asyncio.Event() for kind in self.kinds}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sweeping: dict[str, asyncio.Task[None]] = {}
@@ -106,9 +124,77 @@ class Feed:
     # ------------------------------------------------------------ what the watches say
 
     def start(self) -> None:
-        """List every kind once (in the background: reconciles wait for their kinds)."""
+        """List every kind once (in the background: reconciles wait for their kinds),
+        and start the watches of the own kinds."""
         for kind in self.kinds:
-            self._spawn(self._sweep(kind, first=True))
+            if kind in self.own:
+                self._start_watches(kind)
+            else:
+                self._spawn(self._sweep(kind, first=True))
+
+    def _start_watches(self, kind: str) -> None:
+        loop = asyncio.get_running_loop()
+        if self.namespaces:
+            scopes = [
+                (collection_path(kind, ns), (lambda n, ns=ns: n == ns)) for ns in self.namespaces
+            ]
+        else:
+            scopes = [(cluster_path(kind), self.watched)]
+        self._unsynced_scopes[kind] = len(scopes)
+        for path, in_scope in scopes:
+            said: dict[str, bool] = {"synced": False}
+
+            def sink(what: str, payload: Any, in_scope=in_scope, said=said) -> None:
+                loop.call_soon_threadsafe(self._watched, kind, in_scope, said, what, payload)
+
+            watch = self.kube.watch(
+                kind, path, sink, selector=self.selectors.get(kind, ""), accept=in_scope,
+                crd=self.crds.get(kind),
+            )  # fmt: skip
+            self._watches.append(watch)
+            watch.start()
+
+    def _watched(
+        self, kind: str, in_scope: Callable[[str], bool], said: dict[str, bool], what: str,
+        payload: Any,
+    ) -> None:  # fmt: skip
+        """On the event loop: what one of our watches reported (watch.py's Sink)."""
+        kinds = self.store.kind(kind)
+        if what == "page":
+            for body in payload:
+                self._put(kind, body, tell=said["synced"])  # a re-list: changes were missed
+        elif what == "put":
+            self._put(kind, payload, tell=True)
+        elif what == "deleted":
+            entry = kinds.remove(payload)
+            if entry is not None and entry.owner and self.on_change is not None:
+                self.on_change(_namespace(payload), entry.owner)
+        elif what == "listed":
+            names, version, _first = payload
+            for key, owner in kinds.sweep(names, version, in_scope):
+                STORE_PURGED.labels(kind).inc()
+                log.info("%s %s/%s was deleted while the watch was down", kind, *key)
+                if self.on_gone is not None:
+                    self.on_gone(kind, key, owner)
+        if what in ("listed", "missing", "forbidden") and not said["synced"]:
+            said["synced"] = True
+            STORE_RELISTS.labels(kind).inc()
+            self._unsynced_scopes[kind] -= 1
+            if self._unsynced_scopes[kind] <= 0:
+                self._synced[kind].set()
+        elif what == "listed":
+            STORE_RELISTS.labels(kind).inc()
+
+    def _put(self, kind: str, body: dict[str, Any], tell: bool) -> None:
+        kinds = self.store.kind(kind)
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        before = kinds.version(namespace, name)
+        if not kinds.put(body) or kinds.version(namespace, name) == before:
+            return  # older than what is kept, or the answer to our own write
+        owner = (meta.get("labels") or {}).get(NAME_LABEL)
+        if tell and owner and self.on_change is not None:
+            self.on_change(namespace, owner)
 
     def observe(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
         """One watch event, as kopf delivered it."""
@@ -189,8 +275,14 @@ class Feed:
         return task
 
     async def stop(self) -> None:
+        for watch in self._watches:
+            watch.stop()
         for timer in self._timers.values():
             timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _namespace(body: dict[str, Any]) -> str:
+    return (body.get("metadata") or {}).get("namespace") or ""

@@ -125,6 +125,11 @@ class KindStore:
         self.tombstones[key] = rv
         return self._drop(key)
 
+    def version(self, namespace: str, name: str) -> str | None:
+        """The resourceVersion kept for this object (None: none kept)."""
+        entry = self.objects.get((namespace, name))
+        return entry.rv if entry else None
+
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         entry = self.objects.get((namespace, name))
         return self._decode(entry.data) if entry else None
@@ -146,6 +151,13 @@ class KindStore:
                 continue
             listed.add((meta.get("namespace") or "", meta.get("name") or ""))
             self.put(body)
+        return self.sweep(listed, list_rv, in_scope)
+
+    def sweep(
+        self, listed: set[Key], list_rv: str | None, in_scope: Callable[[str], bool]
+    ) -> list[tuple[Key, str | None]]:
+        """The end of a LIST whose items (`listed`) were put as they came: drop what it
+        lacks unless kept from a later watch event; the objects dropped."""
         gone = [
             (key, entry.owner)
             for key, entry in self.objects.items()
