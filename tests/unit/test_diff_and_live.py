@@ -83,7 +83,28 @@ def test_an_object_applied_by_someone_else_is_taken_over() -> None:
     live = copy.deepcopy(dep)  # same content, but no hash of ours
     assert needs_write(dep, live)
     live["metadata"]["annotations"] = {APPLIED_HASH: "0000000000000000"}
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "web:other"
     assert needs_write(dep, live)
+
+
+def test_a_kept_revision_read_back_from_the_live_deployment_is_not_written_again() -> None:
+    """A rollout's start: the primary keeps its revision, whose template now comes from
+    the live Deployment (server defaults in it), so its hash differs from the one
+    applied from the spec. Writing only the annotation would bump the Deployment's
+    generation and read as unavailable until the controller caught up."""
+    dep = next(o for o in rendered() if o["kind"] == "Deployment")
+    live = as_live(dep)
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container.update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/termination-log")
+    revision, template = from_live.user_template(live)
+    kept = deployment(OWNER, PRIMARY, revision, template, dep["spec"]["replicas"])
+    assert content_hash(kept) != content_hash(dep)
+    assert not needs_write(kept, live)
+    more = copy.deepcopy(kept)
+    more["spec"]["replicas"] += 1
+    assert needs_write(more, live), "what it does not hold is still written"
+    other = deployment(OWNER, PRIMARY, "other", template, dep["spec"]["replicas"])
+    assert needs_write(other, live), "another revision is written"
 
 
 def test_with_applied_hash_copies_and_is_idempotent() -> None:

@@ -4,6 +4,8 @@ Each object we apply carries a hash of what we applied (an annotation). An objec
 whose live hash matches needs no write, unless it was changed behind our back where
 that matters: a Deployment's replica count, and anything we set on a Service or a
 route (a hand-edited weight or selector would send traffic where we did not intend).
+A Deployment whose hash differs but which already holds everything we want, at the
+same revision, needs none either (`holds`).
 Pod templates are not compared field by field: the API server normalizes them
 (quantities, defaults), so that check would write forever.
 """
@@ -14,6 +16,8 @@ import copy
 import hashlib
 import json
 from typing import Any
+
+from ..names import REVISION_LABEL
 
 APPLIED_HASH = "shadowroute.io/applied-hash"
 
@@ -42,12 +46,28 @@ def needs_write(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     if live is None:
         return True
     annotations = (live.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(APPLIED_HASH) != content_hash(desired):
-        return True
+    applied = annotations.get(APPLIED_HASH)
+    if applied != content_hash(desired):
+        return applied is None or not (desired["kind"] == "Deployment" and holds(live, desired))
     if desired["kind"] == "Deployment":
         return (live.get("spec") or {}).get("replicas") != desired["spec"]["replicas"]
     # List answers leave out each item's apiVersion and kind; the rest must be there.
     return not contains(live, {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")})
+
+
+def holds(live: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """A Deployment we applied from other content already holds all we want, with the
+    same revision: the template of a revision the primary keeps running (a rollout's
+    start, a rollback) is read back from the live Deployment, server defaults and all,
+    so it hashes apart from the spec's template it was made from. Not written again:
+    a Deployment's annotation change bumps its generation, and until the controller
+    has seen it the primary reads as unavailable (Available=False in mid-rollout)."""
+    live_template = (live.get("spec") or {}).get("template") or {}
+    live_revision = ((live_template.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
+    want_revision = desired["spec"]["template"]["metadata"]["labels"].get(REVISION_LABEL)
+    if live_revision != want_revision:
+        return False
+    return contains(live, {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")})
 
 
 def contains(live: Any, desired: Any, exact: bool = False) -> bool:
