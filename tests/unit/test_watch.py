@@ -306,3 +306,19 @@ async def test_a_kind_reported_missing_or_forbidden_is_known_as_empty() -> None:
         "HTTPRoute": [], "Service": [],
     }  # fmt: skip
     await feed.stop()
+
+
+def test_streams_that_end_at_once_are_retried_after_a_backoff(server) -> None:
+    """A proxy that closes every watch at once would otherwise be asked again at once,
+    in a loop: each short stream counts as a failure."""
+    script = Script([(PATH, listing([], "10"))] + [(PATH, ("stream", [], False))] * 20)
+    sink = Recorder()
+    watch = started(server(script), sink)
+    sink.wait(lambda s: any(w == "listed" for w, _ in s), "listed")
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline and len(script.requests) < 5:
+        time.sleep(0.05)
+    watch.stop()
+    watch.join(5)
+    watches = [q for p, q in script.requests if "watch" in q]
+    assert 1 <= len(watches) <= 2, f"{len(watches)} watches in 1.5 s"

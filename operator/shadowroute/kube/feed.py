@@ -145,7 +145,11 @@ class Feed:
             said: dict[str, bool] = {"synced": False}
 
             def sink(what: str, payload: Any, in_scope=in_scope, said=said) -> None:
-                loop.call_soon_threadsafe(self._watched, kind, in_scope, said, what, payload)
+                try:
+                    loop.call_soon_threadsafe(self._watched, kind, in_scope, said, what, payload)
+                except RuntimeError:  # the loop is closed: the operator is on its way out
+                    for watch in self._watches:
+                        watch.stop()
 
             watch = self.kube.watch(
                 kind, path, sink, selector=self.selectors.get(kind, ""), accept=in_scope,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,8 @@ READ_GRACE_SECONDS = 60.0
 """Past the stream's own timeout, how long a read may wait before the connection is
 taken for lost (bookmarks come about every minute)."""
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+SHORT_STREAM_SECONDS = 1.0
+"""A watch stream that ends sooner is retried after a backoff, not at once."""
 RECHECK_SECONDS = 300.0
 """A kind not served, where CRDs may not be read: how often it is LISTed again."""
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -124,9 +127,12 @@ class KindWatch:
                         if version is None:  # not served
                             self._await_served()
                             continue
+                    began = time.monotonic()
                     version = self._watch(version)
-                    failures = 0
-                    continue
+                    if time.monotonic() - began >= SHORT_STREAM_SECONDS:
+                        failures = 0
+                        continue
+                    why = "the stream ended at once"  # a proxy closing it: back off
                 except Gone:
                     log.info("watch of %s: resourceVersion too old (410 Gone), listing again",
                              self.kind)  # fmt: skip
