@@ -9,6 +9,7 @@ the ShadowRoutes' status, and a restart reconciles every object once anyway.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import os
@@ -81,7 +82,12 @@ class Scheduler:
         if key in self._running:
             self._dirty.add(key)
             return
-        self._running[key] = asyncio.get_running_loop().create_task(self._run(key))
+        # A context of its own: created inside kopf's event handler, the task would
+        # copy kopf's context variables, the event's cause with the route's whole body
+        # among them, and hand them on to its timer and the next run, for good.
+        self._running[key] = asyncio.get_running_loop().create_task(
+            self._run(key), context=contextvars.Context()
+        )
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)

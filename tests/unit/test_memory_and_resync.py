@@ -119,3 +119,39 @@ async def test_the_scheduler_resyncs_after_the_configured_seconds(monkeypatch) -
     sched.trigger("ns", "a")
     await asyncio.wait_for(runs.wait(), 5)  # the second run is the resync, 1 s later
     await sched.stop()
+
+
+async def test_a_reconcile_keeps_nothing_of_the_event_handler_that_triggered_it() -> None:
+    """kopf calls the event handler with its context variables set (the cause, with the
+    route's body): a reconcile task that copied them would keep one body per route
+    alive through its timer and every later run."""
+    import contextvars
+    import gc
+    import weakref
+
+    cause: contextvars.ContextVar[object] = contextvars.ContextVar("cause")
+
+    class Body:
+        pass
+
+    ran = asyncio.Event()
+
+    async def reconcile(ns: str, name: str) -> Outcome:
+        ran.set()
+        return Outcome(60.0, 0)  # a timer: it outlives the task
+
+    sched = Scheduler(reconcile, resync=300)
+    body = Body()
+    gone = weakref.ref(body)
+
+    def handler(event_body: Body) -> None:
+        cause.set(event_body)
+        sched.trigger("ns", "a")
+
+    contextvars.copy_context().run(handler, body)
+    del body
+    await asyncio.wait_for(ran.wait(), 5)
+    await asyncio.sleep(0)
+    gc.collect()
+    assert gone() is None, "the scheduler kept the handler's context"
+    await sched.stop()
