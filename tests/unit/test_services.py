@@ -29,8 +29,8 @@ class FakeKube:
     async def close(self) -> None:
         self.calls.append("kube closed")
 
-    async def list_kind(self, kind: str, namespace: str | None, selector: str = ""):
-        return [], "1"
+    async def list_kind_pages(self, kind: str, namespace: str | None, selector: str = ""):
+        yield [], "1"
 
     def watch(self, kind: str, path: str, sink, **options):
         return Listed(sink)

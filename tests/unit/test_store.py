@@ -155,6 +155,10 @@ class Lister:
             await self.gate.wait()
         return copy.deepcopy(self.objects[kind]), self.version
 
+    async def list_kind_pages(self, kind: str, namespace: str | None, selector: str = ""):
+        items, version = await self.list_kind(kind, namespace, selector)
+        yield items, version
+
 
 async def wait_until(check, what: str) -> None:
     for _ in range(500):
@@ -220,6 +224,36 @@ async def test_a_cluster_wide_list_keeps_only_the_watched_namespaces() -> None:
     await feed.wait(("Service",))
     assert lister.lists == [("Service", None)]
     assert feed.store.size() == {"Service": 1}
+    await feed.stop()
+
+
+class Paged(Lister):
+    """A LIST answered a page of one object at a time."""
+
+    async def list_kind_pages(self, kind: str, namespace: str | None, selector: str = ""):
+        self.lists.append((kind, namespace))
+        for item in copy.deepcopy(self.objects[kind]):
+            yield [item], self.version
+
+
+async def test_a_list_by_pages_is_put_page_by_page_and_drops_only_what_no_page_held() -> None:
+    lister = Paged()
+    routes = [obj(n, "5") | {"kind": SHADOWROUTE} for n in ("web", "api", "shop")]
+    lister.objects[SHADOWROUTE] = routes
+    told: list[tuple] = []
+    feed = Feed(
+        lister, Store(), (SHADOWROUTE,), {},  # type: ignore[arg-type]
+        on_gone=lambda *a: told.append(a), quiet=0.05,
+    )  # fmt: skip
+    feed.start()
+    await feed.wait((SHADOWROUTE,))
+    assert feed.store.size() == {SHADOWROUTE: 3}
+    lister.objects[SHADOWROUTE] = routes[:2]  # "shop" deleted while kopf's watch was down
+    lister.version = "110"
+    feed.observe(SHADOWROUTE, None, routes[0])
+    await wait_until(lambda: told, "the deletion in the gap noticed")
+    assert told == [(SHADOWROUTE, (NS, "shop"), NAME)]
+    assert feed.store.size() == {SHADOWROUTE: 2}
     await feed.stop()
 
 

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ..api.models import GROUP, PLURAL, VERSION
@@ -185,14 +185,14 @@ class Kube:
         """Objects of a kind found by a label selector (a Job's pods by job-name)."""
         return await self._raw_list(kind, collection_path(kind, namespace), selector)
 
-    async def list_kind(
+    async def list_kind_pages(
         self, kind: str, namespace: str | None, selector: str = "", page: int = 500
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Every object of a kind in one namespace (None: all), by pages of `page`, and
-        the resourceVersion the LIST was answered at. A kind whose API is not served (a
-        CRD not installed) lists as empty."""
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
+        """Every object of a kind in one namespace (None: all), a page of `page` at a
+        time (a whole LIST of ShadowRoutes at once would be the operator's peak
+        memory), each with the resourceVersion the LIST was answered at. A kind whose
+        API is not served (a CRD not installed) lists as empty."""
         path = collection_path(kind, namespace) if namespace else cluster_path(kind)
-        items: list[dict[str, Any]] = []
         token, version = "", None
         while True:
             query = [("limit", str(page))]
@@ -203,17 +203,17 @@ class Kube:
                 data = await self._run(self.call, "GET", path, query=query)
             except ApiError as exc:
                 if exc.status == 404:
-                    return [], None
+                    return
                 raise
             meta = data.get("metadata") or {}
             version = version or meta.get("resourceVersion")
-            for item in data.get("items") or []:
-                # A LIST's items carry neither kind nor apiVersion.
-                item.setdefault("kind", kind)
-                items.append(item)
+            items = data.get("items") or []
+            for item in items:
+                item.setdefault("kind", kind)  # a LIST's items carry neither kind nor apiVersion
+            yield items, version
             token = meta.get("continue") or ""
             if not token:
-                return items, version
+                return
 
     def watch(self, kind: str, path: str, sink: Sink, **options: Any) -> KindWatch:
         """A LIST-then-WATCH of one kind in a thread of its own (watch.py), not started;

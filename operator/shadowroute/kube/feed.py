@@ -264,9 +264,18 @@ class Feed:
             scopes = [(ns, (lambda n, ns=ns: n == ns)) for ns in self.namespaces]
         else:
             scopes = [(None, self.watched)]
+        kinds = self.store.kind(kind)
         for namespace, in_scope in scopes:
-            items, version = await self.kube.list_kind(kind, namespace, selector)
-            for key, owner in self.store.kind(kind).relisted(items, version, in_scope):
+            listed: set[Key] = set()
+            version = None
+            async for items, answered_at in self.kube.list_kind_pages(kind, namespace, selector):
+                version = answered_at
+                for body in items:
+                    meta = body.get("metadata") or {}
+                    if in_scope(meta.get("namespace") or ""):
+                        listed.add((meta.get("namespace") or "", meta.get("name") or ""))
+                        kinds.put(body)
+            for key, owner in kinds.sweep(listed, version, in_scope):
                 STORE_PURGED.labels(kind).inc()
                 log.info("%s %s/%s was deleted while the watch was down", kind, *key)
                 if self.on_gone is not None:
