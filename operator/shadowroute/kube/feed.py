@@ -270,11 +270,7 @@ class Feed:
             version = None
             async for items, answered_at in self.kube.list_kind_pages(kind, namespace, selector):
                 version = answered_at
-                for body in items:
-                    meta = body.get("metadata") or {}
-                    if in_scope(meta.get("namespace") or ""):
-                        listed.add((meta.get("namespace") or "", meta.get("name") or ""))
-                        kinds.put(body)
+                listed |= kinds.put_listed(items, in_scope)
             for key, owner in kinds.sweep(listed, version, in_scope):
                 STORE_PURGED.labels(kind).inc()
                 log.info("%s %s/%s was deleted while the watch was down", kind, *key)

@@ -144,6 +144,13 @@ class KindStore:
         """A LIST answered at `list_rv` with `items`, covering the namespaces `in_scope`
         says: keep what it holds; drop what it lacks unless kept from a later watch
         event. The objects dropped: their keys and owner labels."""
+        return self.sweep(self.put_listed(items, in_scope), list_rv, in_scope)
+
+    def put_listed(
+        self, items: Iterable[dict[str, Any]], in_scope: Callable[[str], bool]
+    ) -> set[Key]:
+        """A LIST's items (one page of it): keep those `in_scope` takes; their keys, for
+        `sweep` once the whole LIST is in."""
         listed = set()
         for body in items:
             meta = body.get("metadata") or {}
@@ -151,7 +158,7 @@ class KindStore:
                 continue
             listed.add((meta.get("namespace") or "", meta.get("name") or ""))
             self.put(body)
-        return self.sweep(listed, list_rv, in_scope)
+        return listed
 
     def sweep(
         self, listed: set[Key], list_rv: str | None, in_scope: Callable[[str], bool]

@@ -51,8 +51,13 @@ def needs_write(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
         return applied is None or not (desired["kind"] == "Deployment" and holds(live, desired))
     if desired["kind"] == "Deployment":
         return (live.get("spec") or {}).get("replicas") != desired["spec"]["replicas"]
-    # List answers leave out each item's apiVersion and kind; the rest must be there.
-    return not contains(live, {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")})
+    return not contains(live, _content(desired))
+
+
+def _content(desired: dict[str, Any]) -> dict[str, Any]:
+    """What must be in the live object: list answers leave out each item's apiVersion
+    and kind; the rest must be there."""
+    return {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
 
 
 def holds(live: dict[str, Any], desired: dict[str, Any]) -> bool:
@@ -67,7 +72,7 @@ def holds(live: dict[str, Any], desired: dict[str, Any]) -> bool:
     want_revision = desired["spec"]["template"]["metadata"]["labels"].get(REVISION_LABEL)
     if live_revision != want_revision:
         return False
-    return contains(live, {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")})
+    return contains(live, _content(desired))
 
 
 def contains(live: Any, desired: Any, exact: bool = False) -> bool:
