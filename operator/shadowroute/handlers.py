@@ -21,6 +21,7 @@ from .kube.apiserver import Endpoint
 from .kube.client import Kube, load_endpoint
 from .kube.feed import SHADOWROUTE, Feed
 from .kube.shards import ShardSet
+from .kube.watch import LIST_PAGE
 from .scheduler import Scheduler
 from .services import Services
 
@@ -117,6 +118,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
+    # kopf LISTs the ShadowRoutes in one answer unless told a page size: at 10,000
+    # routes that answer is a few hundred MB of Python objects at once, and the RSS
+    # keeps what the peak took.
+    settings.watching.chunk_size = LIST_PAGE
 
 
 @kopf.on.cleanup()

@@ -288,6 +288,23 @@ async def test_the_feed_is_synced_once_every_namespace_is_listed_and_tells_owner
     assert not shop.running and not other.running
 
 
+async def test_a_watch_thread_waits_until_its_list_page_is_put() -> None:
+    """Backpressure: a loop busy elsewhere must not let a watch queue a whole LIST."""
+    kube = Kube()
+    feed = Feed(
+        kube, Store(), ("Service",), {}, namespaces=[NS], own=("Service",),  # type: ignore[arg-type]
+    )  # fmt: skip
+    feed.start()
+    (watch,) = kube.watches
+    thread = threading.Thread(target=watch.sink, args=("page", [svc("web", "5")]))
+    thread.start()
+    thread.join(0.5)  # the loop is held here: the page cannot be put yet
+    assert thread.is_alive(), "the watch thread went on before its page was put"
+    await asyncio.wait_for(asyncio.to_thread(thread.join), 10)  # the loop is free again
+    assert feed.store.get("Service", NS, "web") is not None
+    await feed.stop()
+
+
 async def test_a_kind_reported_missing_or_forbidden_is_known_as_empty() -> None:
     kube = Kube()
     feed = Feed(

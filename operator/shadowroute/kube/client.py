@@ -29,7 +29,7 @@ from ..observability.metrics import API_READS, API_WRITES
 from ..traffic import ROUTE_RESOURCES
 from .apiserver import Endpoint, Unreachable
 from .dispatch import Dispatcher
-from .watch import KindWatch, Sink
+from .watch import LIST_PAGE, KindWatch, Sink
 
 APPLY_PATCH = "application/apply-patch+yaml"
 # Requests in flight at once, and HTTP connections kept: asyncio's default executor
@@ -186,7 +186,7 @@ class Kube:
         return await self._raw_list(kind, collection_path(kind, namespace), selector)
 
     async def list_kind_pages(
-        self, kind: str, namespace: str | None, selector: str = "", page: int = 500
+        self, kind: str, namespace: str | None, selector: str = "", page: int = LIST_PAGE
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
         """Every object of a kind in one namespace (None: all), a page of `page` at a
         time (a whole LIST of ShadowRoutes at once would be the operator's peak

@@ -37,6 +37,10 @@ from typing import Any
 from ..api_errors import ApiError, api_reason
 from .apiserver import ApiServer, Endpoint, Unreachable
 
+LIST_PAGE = 500
+"""Objects per LIST answer: a LIST is never held whole (10,000 routes make 20,000
+Deployments)."""
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 300.0
@@ -75,7 +79,7 @@ class KindWatch:
         crd: str | None = None,
         count_read: Callable[[str], None] | None = None,
         timeout: float = TIMEOUT_SECONDS,
-        page: int = 500,
+        page: int = LIST_PAGE,
     ) -> None:
         """`path`: the kind's collection (one namespace's, or the cluster-wide one);
         `accept`: which namespaces a cluster-wide watch keeps; `crd`: the name of the
